@@ -1,0 +1,45 @@
+# Rackstrap build, test and demo entry points. `make demo` and `make test`
+# are the two commands of the README; both work on a fresh Debian 12 as root.
+GO        ?= go
+BIN       := bin
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/rackstrap/rackstrap/version.Version=$(VERSION)
+PKGS      := ./...
+# Longer fuzzing: `make fuzz FUZZTIME=5m`.
+FUZZTIME  ?= 30s
+
+.PHONY: all build demo test test-deps bench fuzz lint conformance clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rackstrap ./cmd/rackstrap
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rackstrap-agent ./cmd/rackstrap-agent
+
+demo: build
+	$(BIN)/rackstrap demo
+
+test-deps:
+	bash test/install-deps.sh
+
+# Runs every test (fuzz seed corpora included) under the race detector.
+test: test-deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+conformance:
+	$(GO) test -race -count=1 -tags conformance -run Conformance ./bmc/...
+
+bench: test-deps build
+	bash test/bench/run.sh
+
+# Runs each fuzz target for FUZZTIME (the seed corpora already run in `make test`).
+fuzz:
+	bash test/fuzz.sh $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+clean:
+	rm -rf $(BIN)

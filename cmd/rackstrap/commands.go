@@ -1,0 +1,19 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// commands lists every top-level verb. One file per noun defines newXxxCmd.
+func commands(g *globals) []*cobra.Command {
+	return []*cobra.Command{}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
