@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// migrations are applied in order, each once, each in its own transaction.
+// Never edit a released migration: append a new one. {{serial}} is the
+// engine's auto-increment key type.
+var migrations = []string{
+	// 1: nodes, their timeline, operations, the audit chain.
+	`CREATE TABLE nodes (
+		name TEXT PRIMARY KEY,
+		serial TEXT NOT NULL DEFAULT '',
+		uuid TEXT NOT NULL DEFAULT '',
+		bmc TEXT NOT NULL DEFAULT '',
+		macs TEXT NOT NULL DEFAULT '[]',
+		rack TEXT NOT NULL DEFAULT '',
+		slot INTEGER NOT NULL DEFAULT 0,
+		profile TEXT NOT NULL DEFAULT '',
+		desired TEXT NOT NULL,
+		state TEXT NOT NULL,
+		seq BIGINT NOT NULL DEFAULT 0,
+		failure_class TEXT NOT NULL DEFAULT '',
+		failure_msg TEXT NOT NULL DEFAULT '',
+		failed_from TEXT NOT NULL DEFAULT '',
+		inventory TEXT NOT NULL DEFAULT '',
+		findings TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE INDEX nodes_state ON nodes(state);
+	CREATE INDEX nodes_rack ON nodes(rack);
+	CREATE TABLE steps (
+		id {{serial}},
+		node TEXT NOT NULL REFERENCES nodes(name),
+		seq BIGINT NOT NULL,
+		step TEXT NOT NULL,
+		attempt INTEGER NOT NULL,
+		idem_key TEXT NOT NULL UNIQUE,
+		outcome TEXT NOT NULL,
+		class TEXT NOT NULL DEFAULT '',
+		message TEXT NOT NULL DEFAULT '',
+		result TEXT NOT NULL DEFAULT '',
+		started_at BIGINT NOT NULL,
+		ended_at BIGINT
+	);
+	CREATE INDEX steps_node ON steps(node, seq, step);
+	CREATE TABLE operations (
+		id {{serial}},
+		node TEXT NOT NULL,
+		action TEXT NOT NULL,
+		actor TEXT NOT NULL,
+		status TEXT NOT NULL,
+		message TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		finished_at BIGINT
+	);
+	CREATE INDEX operations_node ON operations(node, status);
+	CREATE TABLE audit (
+		seq BIGINT PRIMARY KEY,
+		node TEXT NOT NULL DEFAULT '',
+		body TEXT NOT NULL,
+		prev_hash TEXT NOT NULL,
+		hash TEXT NOT NULL
+	);
+	CREATE INDEX audit_node ON audit(node);`,
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	for i, m := range migrations {
+		version := i + 1
+		err := db.tx(ctx, func(tx *sql.Tx) error {
+			if db.d.lockAudit != "" {
+				// Two controllers starting together migrate one at a time.
+				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(727270000)"); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(strings.ReplaceAll(m, "{{serial}}", db.d.serial), ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%w\n%s", err, stmt)
+				}
+			}
+			_, err := tx.ExecContext(ctx, db.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, micros(db.now()))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate to version %d: %w", version, err)
+		}
+	}
+	var newest int
+	if err := db.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if newest > len(migrations) {
+		return fmt.Errorf("store schema is version %d but this rackstrap knows only %d: upgrade rackstrap before opening this store", newest, len(migrations))
+	}
+	return nil
+}
