@@ -219,7 +219,10 @@ type Change struct {
 	To      model.State   // empty: state unchanged
 	Desired model.Desired // empty: unchanged
 	// Failure is set when To is Failed; any other transition clears it.
-	Failure   *Failure
+	Failure *Failure
+	// Identity, when set, replaces what the BMC reported: serial, UUID and
+	// MACs (rack, slot and BMC endpoint stay as enrolled when empty).
+	Identity  *model.Identity
 	Inventory json.RawMessage // non-nil: replaces the stored inventory
 	Findings  json.RawMessage // non-nil: replaces the stored findings
 	Actor     string
@@ -270,6 +273,14 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 			set = append(set, "desired = ?")
 			args = append(args, c.Desired)
 		}
+		if id := c.Identity; id != nil {
+			macs, err := json.Marshal(nonNil(id.MACs))
+			if err != nil {
+				return err
+			}
+			set = append(set, "serial = ?", "uuid = ?", "macs = ?")
+			args = append(args, id.Serial, id.UUID, string(macs))
+		}
 		if c.Inventory != nil {
 			set = append(set, "inventory = ?")
 			args = append(args, string(c.Inventory))
@@ -303,8 +314,14 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 		}
 		if c.StartOp != "" {
 			o := model.Operation{Node: c.Node, Action: c.StartOp, Actor: c.Actor, Status: model.OpRunning, Created: fromMicros(now)}
-			if err := tx.QueryRowContext(ctx, db.q(`INSERT INTO operations (node, action, actor, status, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`),
-				o.Node, o.Action, o.Actor, o.Status, now).Scan(&o.ID); err != nil {
+			var finished *int64
+			if c.FinishOps != "" {
+				// The change itself brings the node to rest: the new
+				// operation is over as soon as it starts.
+				o.Status, o.Message, o.Finished, finished = c.FinishOps, "nothing to do: node already there", &o.Created, &now
+			}
+			if err := tx.QueryRowContext(ctx, db.q(`INSERT INTO operations (node, action, actor, status, message, created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+				o.Node, o.Action, o.Actor, o.Status, o.Message, now, finished).Scan(&o.ID); err != nil {
 				return fmt.Errorf("record operation on %s: %w", c.Node, err)
 			}
 			detail["operation"] = o.ID

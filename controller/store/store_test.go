@@ -249,7 +249,7 @@ func TestOpenErrorsSayWhatToDo(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for in, want := range map[string]string{
-		"mysql://x":                               "unsupported --database",
+		"mysql://x": "unsupported --database",
 		"postgres://u:secret@127.0.0.1:1/nothing": "check that the database is running",
 	} {
 		_, err := Open(ctx, in, "", Options{})

@@ -1,0 +1,447 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
+)
+
+// Config tunes the engine. Zero fields take the defaults of withDefaults.
+type Config struct {
+	// Workers bounds the steps running at once across all nodes.
+	Workers int
+	// RackLimit bounds BMC and image-stream steps running at once per rack.
+	RackLimit int
+	// MaxAttempts is how many times a step is tried before the node fails.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the retry delay: base·2^(n-1), capped,
+	// with ±25% jitter.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// Deadlines per step name; steps not listed get DefaultDeadline.
+	Deadlines       map[string]time.Duration
+	DefaultDeadline time.Duration
+	// Poll is how often the engine looks for nodes with work besides wakeups.
+	Poll time.Duration
+	// Actor names this controller in the audit log.
+	Actor string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.RackLimit <= 0 {
+		c.RackLimit = 8
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = 2 * time.Second
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = time.Minute
+	}
+	if c.DefaultDeadline <= 0 {
+		c.DefaultDeadline = 2 * time.Minute
+	}
+	d := map[string]time.Duration{
+		StepWaitNetboot:   15 * time.Minute,
+		StepWaitFirstBoot: 20 * time.Minute,
+		StepImage:         60 * time.Minute,
+		StepBurnIn:        2 * time.Hour,
+	}
+	for k, v := range c.Deadlines {
+		d[k] = v
+	}
+	c.Deadlines = d
+	if c.Poll <= 0 {
+		c.Poll = time.Second
+	}
+	if c.Actor == "" {
+		c.Actor = "controller"
+	}
+	return c
+}
+
+// Engine runs the lifecycle of every node in the store.
+type Engine struct {
+	cfg     Config
+	db      *store.DB
+	edge    Edge
+	log     *slog.Logger
+	metrics *Metrics
+
+	workers chan struct{}
+	mu      sync.Mutex
+	racks   map[string]chan struct{}
+	bmcs    map[string]*sync.Mutex
+	running map[string]bool
+	wake    chan struct{}
+}
+
+// New builds an engine. metrics may be nil.
+func New(cfg Config, db *store.DB, edge Edge, log *slog.Logger, metrics *Metrics) (*Engine, error) {
+	if db == nil || edge == nil || log == nil {
+		return nil, errors.New("lifecycle: New needs a store, an edge and a logger")
+	}
+	cfg = cfg.withDefaults()
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &Engine{
+		cfg: cfg, db: db, edge: edge, log: log, metrics: metrics,
+		workers: make(chan struct{}, cfg.Workers),
+		racks:   map[string]chan struct{}{},
+		bmcs:    map[string]*sync.Mutex{},
+		running: map[string]bool{},
+		wake:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Wake makes the engine look for work now (after an API action).
+func (e *Engine) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Serve drives nodes until ctx ends, then waits for in-flight steps to
+// notice. A step cut short by shutdown keeps its intent open; the next start
+// resumes it with the same idempotency key.
+func (e *Engine) Serve(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(e.cfg.Poll)
+	defer t.Stop()
+	for {
+		if err := e.dispatch(ctx, &wg); err != nil && ctx.Err() == nil {
+			e.log.Error("lifecycle: look for work", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-e.wake:
+		}
+	}
+}
+
+// active are the states that may have work; Failed and Quarantined wait for
+// an operator.
+var active = []model.State{model.Discovered, model.Enrolled, model.Inspecting, model.Validated, model.Imaging,
+	model.FirstBoot, model.BurnIn, model.Ready, model.Decommissioning}
+
+func (e *Engine) dispatch(ctx context.Context, wg *sync.WaitGroup) error {
+	nodes, err := e.db.ListNodes(ctx, store.NodeFilter{States: active})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if plan(n) == nil {
+			continue
+		}
+		e.mu.Lock()
+		busy := e.running[n.Name]
+		e.running[n.Name] = true
+		e.mu.Unlock()
+		if busy {
+			continue
+		}
+		wg.Add(1)
+		go func(name string) {
+			defer wg.Done()
+			defer func() {
+				e.mu.Lock()
+				delete(e.running, name)
+				e.mu.Unlock()
+			}()
+			if err := e.drive(ctx, name); err != nil && ctx.Err() == nil {
+				e.log.Error("lifecycle: drive node", "node", name, "err", err)
+			}
+		}(n.Name)
+	}
+	return nil
+}
+
+// drive moves one node through transitions until it rests.
+func (e *Engine) drive(ctx context.Context, name string) error {
+	for ctx.Err() == nil {
+		n, err := e.db.GetNode(ctx, name)
+		if err != nil {
+			return err
+		}
+		tr := plan(n)
+		if tr == nil {
+			return nil
+		}
+		if err := e.transition(ctx, n, tr); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				continue // someone (an operator) moved the node: look again
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// stepFailure ends a node in Failed.
+type stepFailure struct {
+	step  string
+	class model.FailureClass
+	msg   string
+}
+
+func (f *stepFailure) Error() string {
+	return fmt.Sprintf("step %s failed (%s): %s", f.step, f.class, f.msg)
+}
+
+func (e *Engine) transition(ctx context.Context, n model.Node, tr *transition) error {
+	res := results{}
+	for _, s := range tr.steps {
+		out, err := e.runStep(ctx, n, s, res)
+		var sf *stepFailure
+		if errors.As(err, &sf) {
+			_, _, err := e.db.Apply(ctx, store.Change{Node: n.Name, FromSeq: n.Seq, To: model.Failed, Actor: e.cfg.Actor,
+				Action: "state.change", Failure: &store.Failure{Class: sf.class, Message: sf.Error(), From: n.State},
+				FinishOps: model.OpFailed})
+			if err == nil {
+				e.metrics.transitions.WithLabelValues(string(n.State), string(model.Failed)).Inc()
+				e.log.Warn("node failed", "node", n.Name, "state", n.State, "step", sf.step, "class", sf.class, "err", sf.msg)
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		res[s.name] = out
+	}
+	next, err := tr.next(res)
+	if err != nil {
+		return err
+	}
+	c := store.Change{Node: n.Name, FromSeq: n.Seq, To: next, Actor: e.cfg.Actor, Action: "state.change"}
+	if raw, ok := res[StepEnroll]; ok {
+		var id model.Identity
+		if err := json.Unmarshal(raw, &id); err != nil {
+			return fmt.Errorf("read enrolled identity: %w", err)
+		}
+		c.Identity = &id
+	}
+	if inv, ok := res[StepInspect]; ok {
+		c.Inventory = inv
+	}
+	if raw, ok := res[StepValidate]; ok {
+		var v Verdict
+		if json.Unmarshal(raw, &v) == nil && v.Findings != nil {
+			c.Findings = v.Findings
+		}
+	}
+	if resting(next, n.Desired) {
+		c.FinishOps = model.OpSucceeded
+		if next == model.Quarantined {
+			c.FinishOps = model.OpFailed
+		}
+	}
+	if _, _, err := e.db.Apply(ctx, c); err != nil {
+		return err
+	}
+	e.metrics.transitions.WithLabelValues(string(n.State), string(next)).Inc()
+	e.log.Info("node state", "node", n.Name, "from", n.State, "to", next)
+	return nil
+}
+
+// runStep runs one step to success, retrying, or returns *stepFailure when
+// its attempts are spent. A step already done in this pass is not run again;
+// one left running by a killed controller resumes with its own key.
+func (e *Engine) runStep(ctx context.Context, n model.Node, s step, prior results) (json.RawMessage, error) {
+	h, err := e.db.StepHistory(ctx, n.Name, n.Seq, s.name)
+	if err != nil {
+		return nil, err
+	}
+	var st model.Step
+	if h.Last != nil {
+		switch h.Last.Outcome {
+		case model.Succeeded:
+			return h.Last.Result, nil
+		case model.Running:
+			st = *h.Last
+			e.log.Info("resuming step", "node", n.Name, "step", s.name, "key", st.Key)
+		}
+	}
+	failures := h.Failures
+	for {
+		if st.ID == 0 {
+			if failures >= e.cfg.MaxAttempts {
+				return nil, e.exhausted(n, s, h.Last)
+			}
+			if st, err = e.db.BeginStep(ctx, n.Name, n.Seq, s.name, e.cfg.Actor); err != nil {
+				return nil, err
+			}
+		}
+		out, runErr := e.attempt(ctx, n, s, st.Key, prior)
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // shutting down: leave the intent open
+		}
+		if runErr == nil {
+			st.Outcome, st.Result = model.Succeeded, out
+		} else {
+			st.Outcome, st.Class, st.Message = model.FailedOut, classify(runErr, s.class), runErr.Error()
+			if errors.Is(runErr, context.DeadlineExceeded) {
+				st.Outcome, st.Class = model.TimedOut, classify(runErr, s.timeoutClass)
+				st.Message = fmt.Sprintf("no result within %s: %v", e.deadline(s), runErr)
+			}
+		}
+		done, err := e.db.FinishStep(ctx, st, e.cfg.Actor)
+		if err != nil {
+			return nil, err
+		}
+		e.metrics.stepSeconds.WithLabelValues(s.name, string(st.Outcome)).Observe(done.Duration(time.Now()).Seconds())
+		if runErr == nil {
+			return out, nil
+		}
+		e.metrics.errors.WithLabelValues(string(st.Class)).Inc()
+		failures++
+		e.log.Warn("step failed", "node", n.Name, "step", s.name, "attempt", st.Attempt, "class", st.Class, "err", runErr)
+		if failures >= e.cfg.MaxAttempts {
+			return nil, e.exhausted(n, s, &done)
+		}
+		if err := sleep(ctx, e.backoff(failures)); err != nil {
+			return nil, err
+		}
+		st = model.Step{}
+	}
+}
+
+func (e *Engine) exhausted(n model.Node, s step, last *model.Step) error {
+	f := &stepFailure{step: s.name, class: s.class, msg: fmt.Sprintf("gave up after %d attempts", e.cfg.MaxAttempts)}
+	if last != nil {
+		if last.Class != "" {
+			f.class = last.Class
+		}
+		f.msg = fmt.Sprintf("%s (after %d attempts)", last.Message, e.cfg.MaxAttempts)
+	}
+	return f
+}
+
+func (e *Engine) deadline(s step) time.Duration {
+	if d, ok := e.cfg.Deadlines[s.name]; ok {
+		return d
+	}
+	return e.cfg.DefaultDeadline
+}
+
+// attempt runs a step once under its limits and deadline.
+func (e *Engine) attempt(ctx context.Context, n model.Node, s step, key string, prior results) (json.RawMessage, error) {
+	release, err := e.acquire(ctx, n, s.kind)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	sctx, cancel := context.WithTimeout(ctx, e.deadline(s))
+	defer cancel()
+	out, err := s.run(sctx, e.edge, n, key, prior)
+	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return out, err
+}
+
+// acquire takes the slots a step of kind k needs, in a fixed order (BMC,
+// rack, worker) so that two steps never wait on each other.
+func (e *Engine) acquire(ctx context.Context, n model.Node, k kind) (func(), error) {
+	var undo []func()
+	release := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	if k == kindBMC {
+		m := e.bmcLock(n)
+		m.Lock()
+		undo = append(undo, m.Unlock)
+	}
+	if k == kindBMC || k == kindStream {
+		r := e.rackSlots(n.Identity.Rack)
+		select {
+		case r <- struct{}{}:
+			undo = append(undo, func() { <-r })
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		}
+	}
+	if k != kindWait {
+		select {
+		case e.workers <- struct{}{}:
+			undo = append(undo, func() { <-e.workers })
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		}
+	}
+	return release, nil
+}
+
+func (e *Engine) bmcLock(n model.Node) *sync.Mutex {
+	key := n.Identity.BMC
+	if key == "" {
+		key = "node:" + n.Name
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := e.bmcs[key]
+	if m == nil {
+		m = &sync.Mutex{}
+		e.bmcs[key] = m
+	}
+	return m
+}
+
+func (e *Engine) rackSlots(rack string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.racks[rack]
+	if r == nil {
+		r = make(chan struct{}, e.cfg.RackLimit)
+		e.racks[rack] = r
+	}
+	return r
+}
+
+func (e *Engine) backoff(failures int) time.Duration {
+	d := e.cfg.BackoffBase << (failures - 1)
+	if d > e.cfg.BackoffMax || d <= 0 {
+		d = e.cfg.BackoffMax
+	}
+	return time.Duration(float64(d) * (0.75 + rand.Float64()/2))
+}
+
+func classify(err error, def model.FailureClass) model.FailureClass {
+	var c Classified
+	if errors.As(err, &c) && c.FailureClass() != "" {
+		return model.FailureClass(c.FailureClass())
+	}
+	return def
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
