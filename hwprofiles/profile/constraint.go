@@ -269,7 +269,9 @@ func (r *ByteRange) UnmarshalYAML(n *yaml.Node) error {
 // OK reports whether v (bytes) satisfies the constraint.
 func (r ByteRange) OK(v uint64) bool { return r.b.ok(float64(v)) }
 
-func (r ByteRange) String() string { return r.b.format(func(v float64) string { return FormatSize(uint64(v)) }) }
+func (r ByteRange) String() string {
+	return r.b.format(func(v float64) string { return FormatSize(uint64(v)) })
+}
 
 var units = []struct {
 	name string
@@ -426,7 +428,9 @@ func (r VersionRange) String() string {
 
 // MarshalYAML writes the constraints back in their YAML form (for
 // `rackstrap profile show -o yaml`).
-func (r IntRange) MarshalYAML() (any, error) { return r.b.marshal(func(v float64) any { return int64(v) }), nil }
+func (r IntRange) MarshalYAML() (any, error) {
+	return r.b.marshal(func(v float64) any { return int64(v) }), nil
+}
 
 // MarshalYAML implements yaml.Marshaler.
 func (r ByteRange) MarshalYAML() (any, error) {

@@ -466,9 +466,9 @@ func TestConstraints(t *testing.T) {
 		t.Errorf("VersionRange: %v", vr)
 	}
 	for pat, cases := range map[string]map[string]bool{
-		"*ConnectX-7*":                   {"MT2910 Family [ConnectX-7]": true, "ConnectX-6 Dx": false},
+		"*ConnectX-7*":                    {"MT2910 Family [ConnectX-7]": true, "ConnectX-6 Dx": false},
 		"Standard PC (Q35 + ICH9, 2009)*": {"Standard PC (Q35 + ICH9, 2009)": true, "Standard PC (i440FX + PIIX, 1996)": false},
-		"dgx?100":                        {"DGXH100": true, "DGXA100": true, "DGX100": false},
+		"dgx?100":                         {"DGXH100": true, "DGXA100": true, "DGX100": false},
 	} {
 		for s, want := range cases {
 			if got := (Patterns{pat}).Match(s); got != want {
