@@ -8,7 +8,13 @@ import (
 
 // commands lists every top-level verb. One file per noun defines newXxxCmd.
 func commands(g *globals) []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newServeCmd(g),
+		newDemoCmd(g),
+		newNodesCmd(g),
+		newAuditCmd(g),
+		newVersionCmd(g),
+	}
 }
 
 func envOr(key, def string) string {

@@ -69,7 +69,7 @@ func fastConfig() lifecycle.Config {
 		// Generous: a loaded CI machine must not turn a wait into a retry.
 		DefaultDeadline: 30 * time.Second,
 		Deadlines:       map[string]time.Duration{lifecycle.StepWaitNetboot: 30 * time.Second, lifecycle.StepWaitFirstBoot: 30 * time.Second},
-		Poll:      10 * time.Millisecond,
+		Poll:            10 * time.Millisecond,
 	}
 }
 

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+)
+
+// Client talks to a controller's API.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the controller at base (http://host:port).
+func NewClient(base string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid controller address %q: use http://HOST:PORT (flag --server or RACKSTRAP_SERVER)", base)
+	}
+	return &Client{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// APIError is an error response from the controller.
+type APIError struct {
+	Status int
+	Error_ Error
+}
+
+func (e *APIError) Error() string {
+	msg := fmt.Sprintf("controller: %s", e.Error_.Message)
+	if e.Error_.Hint != "" {
+		msg += "; " + e.Error_.Hint
+	}
+	return msg
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the controller at %s: %w; start it with 'rackstrap serve' or point --server (RACKSTRAP_SERVER) at it", c.base, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read reply from %s: %w", c.base, err)
+	}
+	if resp.StatusCode >= 400 {
+		e := &APIError{Status: resp.StatusCode}
+		if json.Unmarshal(data, &e.Error_) != nil || e.Error_.Message == "" {
+			e.Error_ = Error{Code: "http", Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("reply from %s%s is not what this rackstrap expects (%v): are client and controller the same version?", c.base, path, err)
+	}
+	return nil
+}
+
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Nodes lists nodes; state and rack may be empty.
+func (c *Client) Nodes(ctx context.Context, state, rack string) ([]model.Node, error) {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if rack != "" {
+		q.Set("rack", rack)
+	}
+	var out []model.Node
+	path := "/api/v1/nodes"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return out, c.do(ctx, "GET", path, nil, &out)
+}
+
+// Node returns one node.
+func (c *Client) Node(ctx context.Context, name string) (model.Node, error) {
+	var out model.Node
+	return out, c.do(ctx, "GET", "/api/v1/nodes/"+url.PathEscape(name), nil, &out)
+}
+
+// Timeline returns a node's step attempts.
+func (c *Client) Timeline(ctx context.Context, name string) ([]model.Step, error) {
+	var out []model.Step
+	return out, c.do(ctx, "GET", "/api/v1/nodes/"+url.PathEscape(name)+"/timeline", nil, &out)
+}
+
+// CreateNode creates (or returns the existing) node.
+func (c *Client) CreateNode(ctx context.Context, in NodeCreate) (model.Node, error) {
+	var out model.Node
+	return out, c.do(ctx, "POST", "/api/v1/nodes", in, &out)
+}
+
+// Act asks for an action on a node.
+func (c *Client) Act(ctx context.Context, name string, action lifecycle.Action, handOff bool) (model.Operation, error) {
+	var out model.Operation
+	return out, c.do(ctx, "POST", "/api/v1/nodes/"+url.PathEscape(name)+"/actions", ActionRequest{Action: action, HandOff: handOff}, &out)
+}
+
+// Racks summarises racks.
+func (c *Client) Racks(ctx context.Context) ([]model.RackSummary, error) {
+	var out []model.RackSummary
+	return out, c.do(ctx, "GET", "/api/v1/racks", nil, &out)
+}
+
+// VerifyAudit asks the controller to walk its audit chain.
+func (c *Client) VerifyAudit(ctx context.Context) (VerifyReply, error) {
+	var out VerifyReply
+	return out, c.do(ctx, "GET", "/api/v1/audit/verify", nil, &out)
+}
+
+// Operations lists operations (of one node when node is not empty).
+func (c *Client) Operations(ctx context.Context, node string) ([]model.Operation, error) {
+	var out []model.Operation
+	path := "/api/v1/operations"
+	if node != "" {
+		path += "?node=" + url.QueryEscape(node)
+	}
+	return out, c.do(ctx, "GET", path, nil, &out)
+}

@@ -1,0 +1,433 @@
+// Package api serves the controller's REST API under /api/v1, its OpenAPI
+// document, /healthz and Prometheus /metrics, and holds the Go client the
+// CLI uses.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Actor applies operator actions; the lifecycle engine implements it.
+type Actor interface {
+	Act(ctx context.Context, r lifecycle.Request) (model.Operation, error)
+}
+
+// Server is the HTTP API.
+type Server struct {
+	db      *store.DB
+	actor   Actor
+	log     *slog.Logger
+	gather  prometheus.Gatherer
+	started time.Time
+	mux     *http.ServeMux
+}
+
+// route is one API endpoint. The table is the single list the mux is built
+// from, and the test checks it against openapi.json both ways.
+type route struct {
+	method, path string
+	handle       func(*Server, http.ResponseWriter, *http.Request) error
+}
+
+var routes = []route{
+	{"GET", "/healthz", (*Server).health},
+	{"GET", "/metrics", nil}, // promhttp
+	{"GET", "/api/v1/openapi.json", (*Server).openapi},
+	{"GET", "/api/v1/nodes", (*Server).listNodes},
+	{"POST", "/api/v1/nodes", (*Server).createNode},
+	{"GET", "/api/v1/nodes/{name}", (*Server).getNode},
+	{"GET", "/api/v1/nodes/{name}/timeline", (*Server).timeline},
+	{"POST", "/api/v1/nodes/{name}/actions", (*Server).act},
+	{"GET", "/api/v1/racks", (*Server).listRacks},
+	{"GET", "/api/v1/racks/{rack}", (*Server).getRack},
+	{"GET", "/api/v1/audit", (*Server).listAudit},
+	{"GET", "/api/v1/audit/verify", (*Server).verifyAudit},
+	{"GET", "/api/v1/operations", (*Server).listOperations},
+	{"GET", "/api/v1/operations/{id}", (*Server).getOperation},
+}
+
+// New builds the API. reg receives the API's own series (nodes per state);
+// gather is what /metrics exposes (usually the same registry).
+func New(db *store.DB, actor Actor, log *slog.Logger, reg prometheus.Registerer, gather prometheus.Gatherer) (*Server, error) {
+	if db == nil || actor == nil || log == nil || reg == nil || gather == nil {
+		return nil, errors.New("api: New needs a store, an actor, a logger and a metrics registry")
+	}
+	s := &Server{db: db, actor: actor, log: log, gather: gather, started: time.Now(), mux: http.NewServeMux()}
+	if err := reg.Register(&stateCollector{db: db}); err != nil {
+		return nil, fmt.Errorf("api: register metrics: %w", err)
+	}
+	for _, r := range routes {
+		pattern := r.method + " " + r.path
+		if r.handle == nil {
+			s.mux.Handle(pattern, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+			continue
+		}
+		h := r.handle
+		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
+			if err := h(s, w, req); err != nil {
+				s.fail(w, req, err)
+			}
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", req.Method, req.URL.Path), "see /api/v1/openapi.json for the routes")
+	})
+	return s, nil
+}
+
+// ServeHTTP logs and dispatches.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: 200}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("api: panic", "method", r.Method, "path", r.URL.Path, "panic", p)
+			writeError(rec, http.StatusInternalServerError, "internal", "internal error", "see the controller log")
+		}
+		level := slog.LevelDebug
+		if r.Method != http.MethodGet || rec.status >= 500 {
+			level = slog.LevelInfo
+		}
+		s.log.Log(r.Context(), level, "api", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Error is the JSON body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// httpError carries a status and hint to fail.
+type httpError struct {
+	status int
+	body   Error
+}
+
+func (e *httpError) Error() string { return e.body.Message }
+
+func badRequest(msg, hint string) error {
+	return &httpError{http.StatusBadRequest, Error{"bad_request", msg, hint}}
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		writeJSON(w, he.status, he.body)
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error(), "list what exists with GET /api/v1/nodes or 'rackstrap nodes list'")
+	case errors.Is(err, lifecycle.ErrNotAllowed):
+		writeError(w, http.StatusConflict, "not_allowed", err.Error(), "check the node's state with 'rackstrap nodes show NAME'")
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error(), "the node changed while the request ran; read it again and retry")
+	default:
+		s.log.Error("api: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", err.Error(), "see the controller log")
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg, hint string) {
+	writeJSON(w, status, Error{Code: code, Message: msg, Hint: hint})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// decode reads a strict JSON body: unknown fields and trailing data are errors.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("request body is not valid: "+err.Error(), "send a JSON object as described in /api/v1/openapi.json")
+	}
+	if dec.More() {
+		return badRequest("request body has data after the JSON object", "send exactly one JSON object")
+	}
+	return nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.db.CountByState(ctx); err != nil {
+		return &httpError{http.StatusServiceUnavailable, Error{"unhealthy", "store: " + err.Error(), "check the database the controller uses"}}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "store": s.db.Engine(), "uptimeSeconds": int(time.Since(s.started).Seconds())})
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(openAPI)
+	return err
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
+	f := store.NodeFilter{Rack: r.URL.Query().Get("rack")}
+	if st := r.URL.Query().Get("state"); st != "" {
+		for _, one := range strings.Split(st, ",") {
+			state, err := model.ParseState(one)
+			if err != nil {
+				return badRequest(err.Error(), "filter with ?state=Ready or ?state=Failed,Quarantined")
+			}
+			f.States = append(f.States, state)
+		}
+	}
+	nodes, err := s.db.ListNodes(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNil(nodes))
+}
+
+// NodeCreate is the body of POST /api/v1/nodes.
+type NodeCreate struct {
+	Name     string         `json:"name"`
+	Identity model.Identity `json:"identity"`
+	Profile  string         `json:"profile,omitempty"`
+	Desired  model.Desired  `json:"desired,omitempty"`
+}
+
+func (s *Server) createNode(w http.ResponseWriter, r *http.Request) error {
+	var in NodeCreate
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.Desired != "" {
+		if _, err := model.ParseDesired(string(in.Desired)); err != nil {
+			return badRequest(err.Error(), "")
+		}
+	}
+	for i, mac := range in.Identity.MACs {
+		norm, err := model.NormalizeMAC(mac)
+		if err != nil {
+			return badRequest(err.Error(), "")
+		}
+		in.Identity.MACs[i] = norm
+	}
+	n, created, err := s.db.CreateNode(r.Context(), model.Node{Name: in.Name, Identity: in.Identity, Profile: in.Profile, Desired: in.Desired}, actorOf(r))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		if strings.Contains(err.Error(), "invalid node name") {
+			return badRequest(err.Error(), "")
+		}
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return writeJSON(w, status, n)
+}
+
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) error {
+	n, err := s.db.GetNode(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, n)
+}
+
+func (s *Server) timeline(w http.ResponseWriter, r *http.Request) error {
+	steps, err := s.db.Timeline(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNil(steps))
+}
+
+// ActionRequest is the body of POST /api/v1/nodes/{name}/actions.
+type ActionRequest struct {
+	Action  lifecycle.Action `json:"action"`
+	HandOff bool             `json:"handOff,omitempty"`
+}
+
+func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
+	var in ActionRequest
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	op, err := s.actor.Act(r.Context(), lifecycle.Request{Node: r.PathValue("name"), Action: in.Action, HandOff: in.HandOff, Actor: actorOf(r)})
+	if err != nil {
+		if errors.Is(err, lifecycle.ErrNotAllowed) && strings.Contains(err.Error(), "unknown action") {
+			return badRequest(err.Error(), "")
+		}
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, op)
+}
+
+func (s *Server) listRacks(w http.ResponseWriter, r *http.Request) error {
+	racks, err := s.db.Racks(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNil(racks))
+}
+
+// RackDetail is a rack's summary and its nodes.
+type RackDetail struct {
+	model.RackSummary
+	NodeList []model.Node `json:"nodeList"`
+}
+
+func (s *Server) getRack(w http.ResponseWriter, r *http.Request) error {
+	rack := r.PathValue("rack")
+	nodes, err := s.db.ListNodes(r.Context(), store.NodeFilter{Rack: rack})
+	if err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("rack %q has no nodes: %w", rack, store.ErrNotFound)
+	}
+	d := RackDetail{RackSummary: model.RackSummary{Rack: rack, Nodes: len(nodes), States: map[model.State]int{}}, NodeList: nodes}
+	for _, n := range nodes {
+		d.States[n.State]++
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func intParam(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequest(fmt.Sprintf("?%s=%q is not a non-negative number", name, v), "")
+	}
+	return n, nil
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
+	after, err := intParam(r, "after")
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		return err
+	}
+	entries, err := s.db.ListAudit(r.Context(), store.AuditFilter{Node: r.URL.Query().Get("node"), After: after, Limit: int(limit)})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNil(entries))
+}
+
+// VerifyReply is the body of GET /api/v1/audit/verify.
+type VerifyReply struct {
+	Intact  bool   `json:"intact"`
+	Entries int64  `json:"entries"`
+	Head    string `json:"headHash,omitempty"`
+	BadSeq  int64  `json:"firstBadEntry,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) error {
+	res, err := s.db.VerifyAudit(r.Context())
+	var ce *store.ChainError
+	switch {
+	case errors.As(err, &ce):
+		return writeJSON(w, http.StatusOK, VerifyReply{Entries: res.Entries, BadSeq: ce.Seq, Reason: ce.Reason})
+	case err != nil:
+		return err
+	}
+	return writeJSON(w, http.StatusOK, VerifyReply{Intact: true, Entries: res.Entries, Head: res.Head})
+}
+
+func (s *Server) listOperations(w http.ResponseWriter, r *http.Request) error {
+	limit, err := intParam(r, "limit")
+	if err != nil {
+		return err
+	}
+	ops, err := s.db.ListOperations(r.Context(), r.URL.Query().Get("node"), int(limit))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNil(ops))
+}
+
+func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return badRequest(fmt.Sprintf("operation id %q is not a number", r.PathValue("id")), "operation ids come from POST /api/v1/nodes/{name}/actions")
+	}
+	op, err := s.db.GetOperation(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, op)
+}
+
+// actorOf names who asked, for the audit log. Authentication (issue 12)
+// will replace the remote address with the authenticated principal.
+func actorOf(r *http.Request) string {
+	return "api:" + r.RemoteAddr
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// stateCollector reports nodes per state at scrape time, from the store.
+type stateCollector struct{ db *store.DB }
+
+var nodesDesc = prometheus.NewDesc("rackstrap_nodes", "Nodes per lifecycle state.", []string{"state"}, nil)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- nodesDesc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.db.CountByState(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(nodesDesc, err)
+		return
+	}
+	for _, s := range model.States {
+		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+	}
+}

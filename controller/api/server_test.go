@@ -1,0 +1,212 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
+)
+
+// storeActor applies actions straight to the store (no engine running).
+type storeActor struct{ db *store.DB }
+
+func (a storeActor) Act(ctx context.Context, r lifecycle.Request) (model.Operation, error) {
+	return lifecycle.Act(ctx, a.db, r)
+}
+
+func newTestServer(t *testing.T) (*httptest.Server, *store.DB) {
+	t.Helper()
+	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := New(db, storeActor{db}, slog.New(slog.NewTextHandler(io.Discard, nil)), reg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() { ts.Close(); db.Close() })
+	return ts, db
+}
+
+// TestOpenAPIMatchesRoutes checks the document against the real routes both
+// ways: every documented operation is served, and every route is documented.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	db.CreateNode(context.Background(), model.Node{Name: "n1", Identity: model.Identity{Rack: "r1"}}, "test")
+
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	resp, err := http.Get(ts.URL + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatalf("openapi.json is not JSON: %v", err)
+	}
+	resp.Body.Close()
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Errorf("openapi version %q, want 3.x", doc.OpenAPI)
+	}
+	var documented, served []string
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+		}
+	}
+	for _, r := range routes {
+		served = append(served, r.method+" "+r.path)
+	}
+	sort.Strings(documented)
+	sort.Strings(served)
+	if strings.Join(documented, "\n") != strings.Join(served, "\n") {
+		t.Errorf("openapi.json and the routes differ:\ndocumented:\n%s\nserved:\n%s", strings.Join(documented, "\n"), strings.Join(served, "\n"))
+	}
+	// Every documented operation answers (not the catch-all 404, not 405).
+	fill := strings.NewReplacer("{name}", "n1", "{rack}", "r1", "{id}", "1")
+	body := map[string]string{"/api/v1/nodes": `{"name":"n2"}`, "/api/v1/nodes/{name}/actions": `{"action":"provision"}`}
+	for _, d := range documented {
+		method, path, _ := strings.Cut(d, " ")
+		req, _ := http.NewRequest(method, ts.URL+fill.Replace(path), strings.NewReader(body[path]))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusMethodNotAllowed || strings.Contains(string(b), `"no route`) {
+			t.Errorf("%s %s = %d %s: documented but not served", method, path, resp.StatusCode, b)
+		}
+		if resp.StatusCode >= 400 && path != "/api/v1/operations/{id}" {
+			t.Errorf("%s %s = %d %s", method, path, resp.StatusCode, b)
+		}
+	}
+}
+
+func TestErrorsAreClearJSON(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	db.CreateNode(context.Background(), model.Node{Name: "n1"}, "test")
+	cases := map[string]struct {
+		method, path, body string
+		status             int
+		code, contains     string
+	}{
+		"bad json":         {"POST", "/api/v1/nodes", `{"name":`, 400, "bad_request", "not valid"},
+		"unknown field":    {"POST", "/api/v1/nodes", `{"name":"x","colour":"red"}`, 400, "bad_request", "colour"},
+		"trailing data":    {"POST", "/api/v1/nodes", `{"name":"x"} {}`, 400, "bad_request", "after the JSON"},
+		"bad name":         {"POST", "/api/v1/nodes", `{"name":"a b"}`, 400, "bad_request", "invalid node name"},
+		"bad mac":          {"POST", "/api/v1/nodes", `{"name":"x","identity":{"macs":["zz"]}}`, 400, "bad_request", "invalid MAC"},
+		"bad desired":      {"POST", "/api/v1/nodes", `{"name":"x","desired":"gone"}`, 400, "bad_request", "unknown desired"},
+		"unknown node":     {"GET", "/api/v1/nodes/ghost", "", 404, "not_found", "ghost"},
+		"unknown timeline": {"GET", "/api/v1/nodes/ghost/timeline", "", 404, "not_found", "ghost"},
+		"act unknown node": {"POST", "/api/v1/nodes/ghost/actions", `{"action":"retry"}`, 404, "not_found", "ghost"},
+		"unknown action":   {"POST", "/api/v1/nodes/n1/actions", `{"action":"explode"}`, 400, "bad_request", "unknown action"},
+		"not allowed":      {"POST", "/api/v1/nodes/n1/actions", `{"action":"retry"}`, 409, "not_allowed", "only to Failed"},
+		"bad state":        {"GET", "/api/v1/nodes?state=Happy", "", 400, "bad_request", "unknown state"},
+		"bad limit":        {"GET", "/api/v1/audit?limit=-1", "", 400, "bad_request", "limit"},
+		"bad op id":        {"GET", "/api/v1/operations/x", "", 400, "bad_request", "not a number"},
+		"unknown op":       {"GET", "/api/v1/operations/99", "", 404, "not_found", "99"},
+		"unknown rack":     {"GET", "/api/v1/racks/nowhere", "", 404, "not_found", "nowhere"},
+		"unknown route":    {"GET", "/api/v2/things", "", 404, "not_found", "no route"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, ts.URL+tc.path, strings.NewReader(tc.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var e Error
+			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+				t.Fatalf("error body is not JSON: %v", err)
+			}
+			if resp.StatusCode != tc.status || e.Code != tc.code || !strings.Contains(e.Message, tc.contains) {
+				t.Errorf("%s %s = %d %+v; want %d %s containing %q", tc.method, tc.path, resp.StatusCode, e, tc.status, tc.code, tc.contains)
+			}
+			if resp.StatusCode != 400 && e.Hint == "" && tc.code != "bad_request" {
+				t.Errorf("%s %s: error has no hint", tc.method, tc.path)
+			}
+		})
+	}
+}
+
+func TestClientAgainstServer(t *testing.T) {
+	t.Parallel()
+	ts, _ := newTestServer(t)
+	c, err := NewClient(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n, err := c.CreateNode(ctx, NodeCreate{Name: "n1", Identity: model.Identity{Rack: "r1", MACs: []string{"52-54-00-AA-BB-CC"}}})
+	if err != nil || n.State != model.Discovered || n.Identity.MACs[0] != "52:54:00:aa:bb:cc" {
+		t.Fatalf("CreateNode = %+v, %v", n, err)
+	}
+	op, err := c.Act(ctx, "n1", lifecycle.ActProvision, true)
+	if err != nil || op.Status != model.OpRunning {
+		t.Fatalf("Act = %+v, %v", op, err)
+	}
+	if got, _ := c.Node(ctx, "n1"); got.Desired != model.WantHandedOff {
+		t.Errorf("desired after provision --hand-off = %s", got.Desired)
+	}
+	nodes, err := c.Nodes(ctx, "Discovered", "r1")
+	if err != nil || len(nodes) != 1 {
+		t.Errorf("Nodes = %d, %v", len(nodes), err)
+	}
+	v, err := c.VerifyAudit(ctx)
+	if err != nil || !v.Intact || v.Entries != 2 {
+		t.Errorf("VerifyAudit = %+v, %v", v, err)
+	}
+	ops, _ := c.Operations(ctx, "n1")
+	racks, _ := c.Racks(ctx)
+	if len(ops) != 1 || len(racks) != 1 {
+		t.Errorf("operations %d racks %d", len(ops), len(racks))
+	}
+	_, err = c.Node(ctx, "ghost")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != 404 || !strings.Contains(err.Error(), "nodes list") {
+		t.Errorf("Node(ghost) = %v; want a 404 with a hint", err)
+	}
+	dead, _ := NewClient("http://127.0.0.1:1")
+	if _, err := dead.Nodes(ctx, "", ""); err == nil || !strings.Contains(err.Error(), "rackstrap serve") {
+		t.Errorf("unreachable controller error = %v; want a hint to start it", err)
+	}
+	if _, err := NewClient("localhost:8080"); err == nil {
+		t.Error("NewClient accepted an address without a scheme")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	db.CreateNode(context.Background(), model.Node{Name: "n1"}, "test")
+	resp, err := http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`rackstrap_nodes{state="Discovered"} 1`, `rackstrap_nodes{state="Ready"} 0`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
