@@ -345,6 +345,9 @@ func mergeList[T any](m *merger, field string, in, oob []T, keep Source, keys fu
 			continue
 		}
 		l := "reported " + label(keys(o), j)
+		if d, ok := any(o).(interface{ describe() string }); ok {
+			l = "reported " + d.describe()
+		}
 		if keep == InBand {
 			m.add(field, "(absent)", l, keep)
 		} else {
@@ -399,4 +402,30 @@ func joinNonEmpty(sep string, parts ...string) string {
 		}
 	}
 	return strings.Join(out, sep)
+}
+
+// describe names an item that only one source reported, for its Conflict.
+func (g GPU) describe() string {
+	return describeParts(g.Slot, g.PCIAddress, g.Serial, g.UUID, g.Name)
+}
+
+func (n NIC) describe() string { return describeParts(n.Slot, n.Name, n.PCIAddress, n.MAC) }
+
+func (d BlockDevice) describe() string {
+	return describeParts(d.Slot, d.Name, d.Serial, d.Model)
+}
+
+func (d DIMM) describe() string { return describeParts(d.Slot, d.Serial) }
+
+func describeParts(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	if len(out) == 0 {
+		return "an item without identity"
+	}
+	return strings.Join(out, " ")
 }

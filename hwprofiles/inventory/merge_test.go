@@ -59,7 +59,7 @@ func TestMerge(t *testing.T) {
 				{Index: 0, UUID: "GPU-a", Serial: "S-a", PCIAddress: "0000:18:00.0", Slot: "GPU1", PCIeWidth: 16, VBIOS: "96.00.74.00.01"},
 				{Index: 1, UUID: "GPU-b", Serial: "S-b", PCIAddress: "0000:2a:00.0", Slot: "GPU2", PCIeWidth: 8},
 			}, Conflicts: []Conflict{
-				{Field: "gpus", InBand: "(absent)", OutOfBand: "reported s-c", Kept: InBand},
+				{Field: "gpus", InBand: "(absent)", OutOfBand: "reported GPU3 0000:3a:00.0 S-c", Kept: InBand},
 			}},
 		},
 		"DIMMs match by normalised slot; an empty slot disagreement is recorded": {
