@@ -796,4 +796,6 @@ func (b *BMC) taskService(q request) reply {
 	return notFound(q.path())
 }
 
-func (b *BMC) String() string { return fmt.Sprintf("redfishsim BMC %s at %s", b.Serial(), b.Endpoint()) }
+func (b *BMC) String() string {
+	return fmt.Sprintf("redfishsim BMC %s at %s", b.Serial(), b.Endpoint())
+}

@@ -698,7 +698,7 @@ func (b *BMC) updateServiceResource() obj {
 		"ServiceEnabled":    true,
 		"FirmwareInventory": link(root + "/UpdateService/FirmwareInventory"),
 		"Actions": obj{"#UpdateService.SimpleUpdate": obj{
-			"target":                                   root + "/UpdateService/Actions/UpdateService.SimpleUpdate",
+			"target": root + "/UpdateService/Actions/UpdateService.SimpleUpdate",
 			"TransferProtocol@Redfish.AllowableValues": []string{"HTTP", "HTTPS"},
 		}},
 		"Status": enabled(),
