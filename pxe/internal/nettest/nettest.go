@@ -19,7 +19,13 @@ import (
 func Require(t testing.TB, bins map[string]string) {
 	t.Helper()
 	for bin, pkg := range bins {
-		if _, err := exec.LookPath(bin); err != nil {
+		var err error
+		if strings.HasPrefix(bin, "/") {
+			_, err = os.Stat(bin) // a data file (firmware, boot loader)
+		} else {
+			_, err = exec.LookPath(bin)
+		}
+		if err != nil {
 			t.Fatalf("%s not found: install the Debian package %s (make test-deps installs test/apt-packages.txt)", bin, pkg)
 		}
 	}
