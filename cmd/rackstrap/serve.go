@@ -67,7 +67,7 @@ func (f *serveFlags) config() (controller.Config, error) {
 			faults[node] = simedge.Fault(fault)
 		}
 		cfg.Simulate = &controller.SimConfig{Nodes: f.simulate, Rack: f.simRack, Desired: desired,
-			Edge: simedge.Config{BootTime: f.simBoot, ImageTime: f.simImage, Faults: faults}}
+			Edge: simedge.Config{BootTime: f.simBoot, ImageTime: f.simImage, ReplyLatency: 150 * time.Millisecond, Faults: faults}}
 		// Simulated waits fail fast: a silent simulated node is a fault, not a slow boot.
 		cfg.Engine.Deadlines = map[string]time.Duration{"wait-netboot-checkin": 20*f.simBoot + 5*time.Second, "wait-firstboot-checkin": 20*f.simBoot + 5*time.Second}
 		cfg.Engine.BackoffBase = 200 * time.Millisecond

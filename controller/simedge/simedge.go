@@ -52,6 +52,10 @@ type Config struct {
 	ImageTime time.Duration
 	// BurnInTime is how long burn-in runs.
 	BurnInTime time.Duration
+	// ReplyLatency is how long a side effect takes to be acknowledged after
+	// it took hold, as a BMC answers a while after acting. A controller
+	// killed in that window must replay the intent, not act again.
+	ReplyLatency time.Duration
 	// Faults by node name.
 	Faults map[string]Fault
 }
@@ -177,8 +181,17 @@ func (e *Edge) apply(ef Effect) {
 	}
 }
 
-// effect applies a side effect once per key, durably.
+// effect applies a side effect once per key, durably, then acknowledges it
+// after ReplyLatency.
 func (e *Edge) effect(n model.Node, key, action, arg string) error {
+	if err := e.record(n, key, action, arg); err != nil {
+		return err
+	}
+	time.Sleep(e.cfg.ReplyLatency)
+	return nil
+}
+
+func (e *Edge) record(n model.Node, key, action, arg string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, done := e.applied[key]; done {
