@@ -317,14 +317,18 @@ var driftFields = []struct {
 }{
 	{"bios.version", func(i *inventory.Inventory) string { return i.BIOS.Version }},
 	{"bmc.firmwareVersion", func(i *inventory.Inventory) string { return i.BMC.FirmwareVersion }},
-	{"cpus.model", func(i *inventory.Inventory) string { return distinct(i.CPUs, func(c inventory.CPU) string { return c.Model }) }},
+	{"cpus.model", func(i *inventory.Inventory) string {
+		return distinct(i.CPUs, func(c inventory.CPU) string { return c.Model })
+	}},
 	{"memory.totalBytes", func(i *inventory.Inventory) string {
 		if b := i.Memory.InstalledBytes(); b > 0 {
 			return profile.FormatSize(b)
 		}
 		return ""
 	}},
-	{"gpus.vbios", func(i *inventory.Inventory) string { return distinct(i.GPUs, func(g inventory.GPU) string { return g.VBIOS }) }},
+	{"gpus.vbios", func(i *inventory.Inventory) string {
+		return distinct(i.GPUs, func(g inventory.GPU) string { return g.VBIOS })
+	}},
 	{"gpus.driverVersion", func(i *inventory.Inventory) string {
 		return distinct(i.GPUs, func(g inventory.GPU) string { return g.DriverVersion })
 	}},
