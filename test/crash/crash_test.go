@@ -186,4 +186,3 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
-
