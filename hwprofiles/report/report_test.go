@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -481,5 +484,43 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := ParseFormat("pdf"); err == nil {
 		t.Error("ParseFormat(pdf) succeeded")
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	t.Parallel()
+	priv := testKey
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkix, err := x509.MarshalPKIXPublicKey(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, in := range map[string][]byte{
+		"pem":         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
+		"seed base64": []byte(base64.StdEncoding.EncodeToString(priv.Seed()) + "\n"),
+		"raw key":     priv,
+	} {
+		got, err := ParsePrivateKey(in)
+		if err != nil || !got.Equal(priv) {
+			t.Errorf("ParsePrivateKey(%s) = %v, %v", name, got, err)
+		}
+	}
+	for name, in := range map[string][]byte{
+		"pem":    pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}),
+		"base64": []byte(base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey))),
+	} {
+		got, err := ParsePublicKey(in)
+		if err != nil || !got.Equal(priv.Public()) {
+			t.Errorf("ParsePublicKey(%s) = %v, %v", name, got, err)
+		}
+	}
+	if _, err := ParsePrivateKey([]byte("nope")); err == nil {
+		t.Error("ParsePrivateKey(garbage) succeeded")
+	}
+	if _, err := ParsePublicKey([]byte("nope")); err == nil {
+		t.Error("ParsePublicKey(garbage) succeeded")
 	}
 }
