@@ -1,0 +1,380 @@
+// Package build turns an image spec into reproducible outputs: a GPT raw disk
+// (FAT32 ESP + ext4 root, via go-diskfs), optionally qcow2 (qemu-img), a
+// squashfs root (mksquashfs), a netboot kernel + newc initramfs (u-root
+// cpio, zstd or gzip) and an El Torito BIOS+EFI ISO (go-diskfs). The same
+// spec and inputs give byte-identical outputs: every timestamp is
+// SOURCE_DATE_EPOCH, entries are sorted, and every UUID derives from the
+// spec digest.
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rackstrap/rackstrap/images/rootfs"
+	"github.com/rackstrap/rackstrap/images/spec"
+	"github.com/rackstrap/rackstrap/images/store"
+)
+
+// Options control one build.
+type Options struct {
+	// OutDir receives the outputs and manifest.json. Outputs are written
+	// under a temporary name and renamed only when complete.
+	OutDir string
+	// ScratchDir holds temporary files (default: a new dir under OutDir).
+	ScratchDir string
+	Logger     *slog.Logger
+	// SourceDateEpoch overrides the spec's and the environment's.
+	SourceDateEpoch *int64
+	// Tools names external programs (mksquashfs, qemu-img) when not on PATH.
+	Tools map[string]string
+}
+
+// Result is what a build produced.
+type Result struct {
+	Manifest *store.Manifest
+	// Files maps artifact names to their paths in OutDir.
+	Files map[string]string
+	// Skipped reports what the sources held that the image does not carry.
+	Skipped rootfs.Skipped
+}
+
+type builder struct {
+	spec       *spec.Spec
+	opts       Options
+	log        *slog.Logger
+	scratch    string
+	epoch      time.Time
+	specDigest string
+	inputs     []Input
+	skipped    rootfs.Skipped
+}
+
+// Build builds every output the spec asks for. On error no output is left
+// under its final name and no manifest is written.
+func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
+	if s == nil {
+		return nil, errors.New("build: nil spec")
+	}
+	d := s.WithDefaults()
+	b := &builder{spec: &d, opts: opts, log: opts.Logger, specDigest: s.Digest()}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	epoch, err := sourceDateEpoch(s, opts)
+	if err != nil {
+		return nil, err
+	}
+	b.epoch = time.Unix(epoch, 0).UTC()
+	if opts.OutDir == "" {
+		return nil, errors.New("build: no output directory; pass --out DIR")
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	b.scratch = opts.ScratchDir
+	if b.scratch == "" {
+		if b.scratch, err = os.MkdirTemp(opts.OutDir, ".scratch-"); err != nil {
+			return nil, fmt.Errorf("build: %w", err)
+		}
+		defer os.RemoveAll(b.scratch)
+	}
+	// a stale manifest must not vouch for the outputs being replaced
+	_ = os.Remove(filepath.Join(opts.OutDir, "manifest.json"))
+	_ = os.Remove(filepath.Join(opts.OutDir, "manifest.json.sig"))
+
+	start := time.Now()
+	a, err := b.assemble()
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", s.Name, err)
+	}
+	st := a.tree.Stats()
+	b.log.Info("root assembled", "files", st.Files, "dirs", st.Dirs, "symlinks", st.Symlinks, "bytes", st.Bytes, "skipped_devices", a.skipped.Devices, "took", time.Since(start))
+
+	m := &store.Manifest{
+		SchemaVersion: store.ManifestVersion,
+		Name:          d.Name,
+		Version:       d.Version,
+		SpecDigest:    b.specDigest,
+		BuildTime:     b.epoch.Format(time.RFC3339),
+		Builder:       "rackstrap",
+		Inputs:        a.inputs,
+	}
+	if d.Kernel != nil {
+		m.Kernel = d.Kernel.Version
+	}
+	if g := d.GPUDriver; g != nil {
+		m.GPUDriver = g.Vendor + " " + g.Version
+	}
+	res := &Result{Manifest: m, Files: map[string]string{}, Skipped: a.skipped}
+	var written []string
+	fail := func(err error) (*Result, error) {
+		for _, p := range written {
+			_ = os.Remove(p)
+		}
+		return nil, fmt.Errorf("build %s: %w", s.Name, err)
+	}
+	// produce writes one output via a temporary name, then renames it.
+	produce := func(name, format string, write func(tmp string) error) error {
+		final := filepath.Join(opts.OutDir, name)
+		tmp := filepath.Join(opts.OutDir, "."+name+".partial")
+		_ = os.Remove(final)
+		t0 := time.Now()
+		if err := write(tmp); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("%s: %w", format, err)
+		}
+		if err := ctx.Err(); err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
+		size, digest, err := hashFile(tmp)
+		if err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+		written = append(written, final)
+		res.Files[name] = final
+		m.Artifacts = append(m.Artifacts, store.Artifact{Name: name, Format: format, Size: size, Digest: digest})
+		b.log.Info("output written", "name", name, "format", format, "bytes", size, "digest", digest, "took", time.Since(t0))
+		return nil
+	}
+	o := d.Outputs
+	var initramfs string // path of the netboot initramfs, reused by the ISO
+	if o.Netboot != nil || o.ISO != nil {
+		comp := "zstd"
+		if o.Netboot != nil {
+			comp = o.Netboot.Compression
+		}
+		initramfs = filepath.Join(b.scratch, "initramfs")
+		if err := writeInitramfs(ctx, initramfs, a.tree, comp, b.epoch); err != nil {
+			return fail(fmt.Errorf("netboot: %w", err))
+		}
+	}
+	if o.Disk != nil {
+		esp, err := b.espFiles(a, "root=PARTUUID="+uuidString(derivedUUID(b.specDigest, "gpt-root")))
+		if err != nil {
+			return fail(err)
+		}
+		p := diskParams{
+			tree: a.tree, size: int64(o.Disk.Size), espSize: int64(o.Disk.ESPSize),
+			diskGUID: derivedUUID(b.specDigest, "gpt-disk"), espGUID: derivedUUID(b.specDigest, "gpt-esp"),
+			rootGUID: derivedUUID(b.specDigest, "gpt-root"), fsUUID: derivedUUID(b.specDigest, "ext4-root"),
+			specDigest: b.specDigest, label: o.Disk.RootLabel, esp: esp, epoch: b.epoch,
+		}
+		if err := produce(d.Name+".raw", "raw", func(tmp string) error {
+			if err := writeDisk(ctx, tmp, p); err != nil {
+				return err
+			}
+			if !*o.Disk.Sparse {
+				return fillHoles(tmp)
+			}
+			return nil
+		}); err != nil {
+			return fail(err)
+		}
+		if o.Disk.QCOW2 {
+			raw := filepath.Join(opts.OutDir, d.Name+".raw")
+			if err := produce(d.Name+".qcow2", "qcow2", func(tmp string) error {
+				return b.run(ctx, "qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", raw, tmp)
+			}); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if o.Squashfs != nil {
+		if err := produce(d.Name+".squashfs", "squashfs", func(tmp string) error {
+			return b.writeSquashfs(ctx, tmp, a.tree, o.Squashfs)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	if o.Netboot != nil {
+		if err := produce(d.Name+".vmlinuz", "kernel", func(tmp string) error { return copyEntry(a.kernel, tmp) }); err != nil {
+			return fail(err)
+		}
+		ext := map[string]string{"zstd": ".cpio.zst", "gzip": ".cpio.gz", "none": ".cpio"}[o.Netboot.Compression]
+		if err := produce(d.Name+".initramfs"+ext, "initramfs", func(tmp string) error {
+			return copyEntry(&rootfs.Entry{Src: initramfs}, tmp)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	if o.ISO != nil {
+		if err := produce(d.Name+".iso", "iso", func(tmp string) error {
+			return b.writeISO(ctx, tmp, a, initramfs, o.ISO)
+		}); err != nil {
+			return fail(err)
+		}
+	}
+	mb, err := m.Marshal()
+	if err != nil {
+		return fail(err)
+	}
+	if err := writeFileAtomic(filepath.Join(opts.OutDir, "manifest.json"), mb); err != nil {
+		return fail(err)
+	}
+	b.log.Info("build done", "image", d.Name+":"+d.Version, "artifacts", len(m.Artifacts), "took", time.Since(start))
+	return res, nil
+}
+
+func sourceDateEpoch(s *spec.Spec, opts Options) (int64, error) {
+	switch {
+	case opts.SourceDateEpoch != nil:
+		return *opts.SourceDateEpoch, nil
+	case s.SourceDateEpoch != nil:
+		return *s.SourceDateEpoch, nil
+	}
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not seconds since 1970; unset it or fix it", v)
+		}
+		return n, nil
+	}
+	return 0, nil
+}
+
+func (b *builder) tool(name string) string {
+	if p := b.opts.Tools[name]; p != "" {
+		return p
+	}
+	return name
+}
+
+var toolPackages = map[string]string{"mksquashfs": "squashfs-tools", "qemu-img": "qemu-utils"}
+
+// run executes an external tool with a deadline from ctx; its output goes
+// into the error when it fails.
+func (b *builder) run(ctx context.Context, name string, args ...string) error {
+	path, err := exec.LookPath(b.tool(name))
+	if err != nil {
+		return fmt.Errorf("%s is not installed; install the Debian package %s", name, toolPackages[name])
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	// tools get times from their flags; mksquashfs refuses both at once
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SOURCE_DATE_EPOCH=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		msg := strings.TrimSpace(string(out))
+		if len(msg) > 2000 {
+			msg = msg[len(msg)-2000:]
+		}
+		return fmt.Errorf("%s: %w: %s", name, err, msg)
+	}
+	return nil
+}
+
+func hashFile(p string) (int64, string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, f, make([]byte, 1<<20))
+	if err != nil {
+		return 0, "", err
+	}
+	return n, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyEntry(e *rootfs.Entry, dst string) error {
+	r, err := e.Open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	w, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+func writeFileAtomic(p string, data []byte) error {
+	tmp := p + ".partial"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// fillHoles rewrites a sparse file so every block is allocated.
+func fillHoles(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	var off int64
+	for {
+		n, err := f.ReadAt(buf, off)
+		if n > 0 {
+			if _, werr := f.WriteAt(buf[:n], off); werr != nil {
+				return werr
+			}
+			off += int64(n)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// espFiles lists the EFI System Partition: systemd-boot as the removable
+// media loader, its loader.conf and entry, the kernel and the initrd.
+func (b *builder) espFiles(a *assembly, root string) ([]espFile, error) {
+	s := b.spec
+	loader, err := b.hostOrImage(a.tree, "boot.efi", s.Boot.EFI)
+	if err != nil {
+		return nil, fmt.Errorf("%w (the disk output needs systemd-boot: install systemd-boot-efi in the base or set boot.efi)", err)
+	}
+	cmdline := strings.TrimSpace(strings.Join([]string{root, "rw", s.Kernel.Cmdline, s.Boot.Cmdline}, " "))
+	entry := fmt.Sprintf("title %s %s\nlinux /vmlinuz\n", s.Name, s.Version)
+	if a.initrd != nil {
+		entry += "initrd /initrd.img\n"
+	}
+	entry += "options " + cmdline + "\n"
+	conf := "default rackstrap.conf\ntimeout 0\nconsole-mode keep\n"
+	files := []espFile{
+		{path: "EFI/BOOT/BOOTX64.EFI", src: loader},
+		{path: "loader/loader.conf", src: dataEntry(conf)},
+		{path: "loader/entries/rackstrap.conf", src: dataEntry(entry)},
+		{path: "vmlinuz", src: a.kernel},
+	}
+	if a.initrd != nil {
+		files = append(files, espFile{path: "initrd.img", src: a.initrd})
+	}
+	return files, nil
+}
+
+func dataEntry(s string) *rootfs.Entry {
+	return &rootfs.Entry{Data: []byte(s), Size: int64(len(s)), Mode: 0o644}
+}
