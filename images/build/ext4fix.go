@@ -174,7 +174,7 @@ func fixInode(in []byte, number uint32, epoch int64, g extGeometry) {
 	if g.inodeSize > 128 {
 		extra = int(binary.LittleEndian.Uint16(in[0x80:]))
 	}
-	epochBits := uint32((epoch>>32)&3) // no nanoseconds
+	epochBits := uint32((epoch >> 32) & 3) // no nanoseconds
 	if 0x80+extra >= inodeExtraTimesEnd {
 		for _, o := range []int{0x84, 0x88, 0x8C, 0x94} { // ctime, mtime, atime, crtime extra
 			binary.LittleEndian.PutUint32(in[o:], epochBits)

@@ -124,4 +124,3 @@ func unixPerm(e *rootfs.Entry) uint32 {
 	}
 	return m
 }
-
