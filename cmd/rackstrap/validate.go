@@ -49,12 +49,17 @@ func newValidateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var p *profile.Profile
-			if profileName != "" {
+			if isProfileFile(profileName) {
 				p, err = lookupProfile(cat, profileName)
 			} else {
-				p, err = matchProfile(cat, merged.System)
+				p, err = validate.Pick(cat, profileName, merged.System)
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, profile.ErrNotFound):
+				return fmt.Errorf("%w; run 'rackstrap profile list', or pass a profile file", err)
+			case errors.Is(err, validate.ErrNoProfile):
+				return fmt.Errorf("%w, or pass --profile NAME or a profile file", err)
+			case err != nil:
 				return err
 			}
 			res := validate.Validate(merged, p)
@@ -86,17 +91,6 @@ func readInventory(path string) (*inventory.Inventory, error) {
 		return nil, fmt.Errorf("validate: %s: %w", path, err)
 	}
 	return inv, nil
-}
-
-func matchProfile(cat *profile.Catalog, sys inventory.System) (*profile.Profile, error) {
-	ps, err := cat.Match(sys)
-	if err != nil {
-		return nil, err
-	}
-	if len(ps) == 0 {
-		return nil, fmt.Errorf("validate: no bundled profile matches vendor %q model %q; pass --profile NAME or a profile file", sys.Vendor, sys.Model)
-	}
-	return ps[0], nil
 }
 
 func findingsTable(w *tabwriter.Writer, res validate.Result) {

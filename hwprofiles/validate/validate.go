@@ -9,6 +9,7 @@
 package validate
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -681,4 +682,36 @@ func slotKey(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// ErrNoProfile is returned by Pick when no profile matches a system.
+var ErrNoProfile = errors.New("no profile matches the system")
+
+// Pick returns the resolved profile name from the catalog, or, when name is
+// empty, the most specific profile whose match section fits the system.
+func Pick(cat *profile.Catalog, name string, sys inventory.System) (*profile.Profile, error) {
+	if name != "" {
+		return cat.Get(name)
+	}
+	ps, err := cat.Match(sys)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("%w: vendor %q, model %q, SKU %q; assign a profile to the node or add a site profile that matches it", ErrNoProfile, sys.Vendor, sys.Model, sys.SKU)
+	}
+	return ps[0], nil
+}
+
+// Node is the controller's entry point: it merges a node's in-band and
+// out-of-band inventories (either may be nil), picks its profile (by name,
+// or by matching when name is empty) and validates. It returns the merged
+// inventory (to store) and the result (its findings go on the timeline).
+func Node(cat *profile.Catalog, name string, inband, outofband *inventory.Inventory) (*inventory.Inventory, Result, error) {
+	merged := inventory.Merge(inband, outofband)
+	p, err := Pick(cat, name, merged.System)
+	if err != nil {
+		return merged, Result{}, fmt.Errorf("validate: %w", err)
+	}
+	return merged, Validate(merged, p), nil
 }

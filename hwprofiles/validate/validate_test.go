@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"errors"
 	"sort"
 	"strings"
 	"testing"
@@ -413,5 +414,28 @@ func TestValidateQEMU(t *testing.T) {
 	}
 	if res.Verdict != Quarantine || res.Errors != 2 {
 		t.Errorf("verdict %s with %d errors, want quarantine with 2", res.Verdict, res.Errors)
+	}
+}
+
+func TestNode(t *testing.T) {
+	t.Parallel()
+	cat, err := profile.Bundled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, oob := fixtures.DGXH100(serial), fixtures.DGXH100OutOfBand(serial)
+	merged, res, err := Node(cat, "", in, oob)
+	if err != nil || res.Profile != "nvidia-dgx-h100" || res.Verdict != Pass || merged.BMC.FirmwareVersion != "24.09.17" {
+		t.Fatalf("Node(auto) = %v, %+v, %v", merged.BMC, res, err)
+	}
+	if _, res, err := Node(cat, "qemu-vm", in, nil); err != nil || res.Verdict != Quarantine {
+		t.Errorf("Node(dgx as qemu-vm) = %+v, %v; want quarantine", res, err)
+	}
+	in.System.Vendor = "ACME"
+	if _, _, err := Node(cat, "", in, nil); !errors.Is(err, ErrNoProfile) {
+		t.Errorf("Node(unknown system) = %v, want ErrNoProfile", err)
+	}
+	if _, _, err := Node(cat, "nope", in, nil); !errors.Is(err, profile.ErrNotFound) {
+		t.Errorf("Node(unknown profile) = %v, want ErrNotFound", err)
 	}
 }
