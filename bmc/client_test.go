@@ -1,0 +1,410 @@
+package bmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/rackstrap/rackstrap/bmc/redfishsim"
+	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+)
+
+// testLogger writes to t.Log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+func startSims(t *testing.T, cfg redfishsim.Config, nodes ...redfishsim.Node) *redfishsim.Fleet {
+	t.Helper()
+	f, err := redfishsim.Start(cfg, nodes...)
+	if err != nil {
+		t.Fatalf("redfishsim.Start: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func endpointOf(b *redfishsim.BMC) Endpoint {
+	return Endpoint{Address: b.Endpoint(), Username: "admin", Password: "password"}
+}
+
+func fastClient(t *testing.T) *Client {
+	return New(Config{Timeout: 10 * time.Second, SettleTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+}
+
+// The whole control path, driven through bmclib against the simulator, for
+// every vendor flavor.
+func TestEndToEndAgainstSimulator(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range []redfishsim.Flavor{redfishsim.FlavorSupermicro, redfishsim.FlavorDell, redfishsim.FlavorHPE, redfishsim.FlavorOpenBMC, redfishsim.FlavorGeneric} {
+		t.Run(string(flavor), func(t *testing.T) {
+			t.Parallel()
+			node := redfishsim.SampleNode(42)
+			node.Flavor = flavor
+			f := startSims(t, redfishsim.Config{}, node)
+			sim := f.BMCs()[0]
+			var boots []redfishsim.BootEvent
+			var mu sync.Mutex
+			sim.OnBoot(func(e redfishsim.BootEvent) { mu.Lock(); boots = append(boots, e); mu.Unlock() })
+			var records []Record
+			c := New(Config{Timeout: 10 * time.Second, SettleTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t),
+				OnOperation: func(r Record) { mu.Lock(); records = append(records, r); mu.Unlock() }})
+			ep := endpointOf(sim)
+			ctx := context.Background()
+
+			id, err := c.Identify(ctx, ep)
+			if err != nil {
+				t.Fatalf("Identify: %v", err)
+			}
+			if id.Serial != node.Hardware.System.Serial || id.UUID != node.Hardware.System.UUID || id.PowerState != PowerOff || len(id.CertSHA256) != 64 {
+				t.Errorf("Identify = %+v", id)
+			}
+
+			res, err := c.SetBootOnce(ctx, ep, BootPXE, true, "n42/boot/1")
+			if err != nil || !res.Changed {
+				t.Fatalf("SetBootOnce = %+v, %v", res, err)
+			}
+			// (HPE's BMC refuses BootSourceOverrideMode: bmclib retried without it.)
+			if got := sim.BootOverride(); got.Enabled != "Once" || got.Target != "Pxe" {
+				t.Errorf("simulator boot override = %+v", got)
+			}
+			if res, err := c.SetBootOnce(ctx, ep, BootPXE, true, "n42/boot/2"); err != nil || res.Changed {
+				t.Errorf("SetBootOnce again = %+v, %v; want a no-op", res, err)
+			}
+			if res, err := c.Power(ctx, ep, ActionOn, "n42/on/1"); err != nil || !res.Changed || res.Before != "off" || res.After != "on" {
+				t.Fatalf("Power on = %+v, %v", res, err)
+			}
+			if res, err := c.Power(ctx, ep, ActionOn, "n42/on/2"); err != nil || res.Changed || res.Note != "already on" {
+				t.Errorf("Power on again = %+v, %v; want a no-op", res, err)
+			}
+			mu.Lock()
+			if len(boots) != 1 || boots[0].Target != "Pxe" || !boots[0].Override {
+				t.Errorf("host boots = %+v, want one PXE boot", boots)
+			}
+			mu.Unlock()
+			if st, err := c.PowerState(ctx, ep); err != nil || st != PowerOn {
+				t.Errorf("PowerState = %v, %v", st, err)
+			}
+
+			inv, err := c.Inventory(ctx, ep)
+			if err != nil {
+				t.Fatalf("Inventory: %v", err)
+			}
+			checkInventory(t, node.Hardware, inv, sim.Addr().Addr().String())
+
+			if res, err := c.InsertMedia(ctx, ep, "http://10.0.0.1/live.iso", "n42/media/1"); err != nil || !res.Changed {
+				t.Errorf("InsertMedia = %+v, %v", res, err)
+			}
+			if res, err := c.InsertMedia(ctx, ep, "http://10.0.0.1/live.iso", "n42/media/2"); err != nil || res.Changed {
+				t.Errorf("InsertMedia again = %+v, %v; want a no-op", res, err)
+			}
+			if res, err := c.EjectMedia(ctx, ep, "n42/eject/1"); err != nil || !res.Changed {
+				t.Errorf("EjectMedia = %+v, %v", res, err)
+			}
+			if m := sim.Media()[0]; m.Inserted {
+				t.Errorf("simulator CD after eject = %+v", m)
+			}
+
+			sim.Log("Critical", "GPU3 Xid 79")
+			sel, err := c.SEL(ctx, ep)
+			if err != nil {
+				t.Fatalf("SEL: %v", err)
+			}
+			if len(sel) < 2 || sel[len(sel)-1].Message != "GPU3 Xid 79" {
+				t.Errorf("SEL = %+v", sel)
+			}
+			if _, err := c.ClearSEL(ctx, ep, "n42/sel/1"); err != nil {
+				t.Errorf("ClearSEL: %v", err)
+			}
+			if n := len(sim.SEL()); n != 1 {
+				t.Errorf("simulator SEL after clear has %d entries, want 1", n)
+			}
+
+			if res, err := c.Power(ctx, ep, ActionOff, "n42/off/1"); err != nil || !res.Changed || sim.PowerState() != redfishsim.PowerOff {
+				t.Errorf("Power off = %+v, %v (simulator %s)", res, err, sim.PowerState())
+			}
+			if n := sim.Sessions(); n != 0 {
+				t.Errorf("%d Redfish sessions left open; every operation must log out", n)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range records {
+				if strings.Contains(fmt.Sprintf("%+v", r), "password") {
+					t.Errorf("audit record holds the password: %+v", r)
+				}
+				if r.Class != "" {
+					t.Errorf("operation %s failed: %s", r.Op, r.Err)
+				}
+			}
+		})
+	}
+}
+
+// checkInventory compares what the BMC client read with the simulated
+// node's hardware.
+func checkInventory(t *testing.T, want inventory.Inventory, got *inventory.Inventory, addr string) {
+	t.Helper()
+	if got.Source != inventory.OutOfBand || got.CollectedAt.IsZero() {
+		t.Errorf("inventory source %q at %v", got.Source, got.CollectedAt)
+	}
+	if d := cmp.Diff(want.System, got.System); d != "" {
+		t.Errorf("system (-want +got):\n%s", d)
+	}
+	if got.BIOS.Version != want.BIOS.Version || got.BMC.FirmwareVersion != want.BMC.FirmwareVersion || got.BMC.MAC != want.BMC.MAC || got.BMC.Address != addr {
+		t.Errorf("BIOS %+v BMC %+v", got.BIOS, got.BMC)
+	}
+	if got.Chassis.Serial != want.Chassis.Serial || got.Chassis.Type != want.Chassis.Type {
+		t.Errorf("chassis = %+v", got.Chassis)
+	}
+	if d := cmp.Diff(want.CPUs, got.CPUs); d != "" {
+		t.Errorf("CPUs (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want.Memory, got.Memory); d != "" {
+		t.Errorf("memory (-want +got):\n%s", d)
+	}
+	wantNICs := make([]inventory.NIC, len(want.NICs))
+	for i, n := range want.NICs {
+		wantNICs[i] = inventory.NIC{MAC: n.MAC, SpeedMbps: n.SpeedMbps, LinkUp: n.LinkUp}
+	}
+	if d := cmp.Diff(wantNICs, got.NICs); d != "" {
+		t.Errorf("NICs (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want.Disks, got.Disks); d != "" {
+		t.Errorf("disks (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want.GPUs, got.GPUs); d != "" {
+		t.Errorf("GPUs (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(want.Firmware, got.Firmware, cmpopts.SortSlices(func(a, b inventory.FirmwareComponent) bool { return a.ID < b.ID })); d != "" {
+		t.Errorf("firmware (-want +got):\n%s", d)
+	}
+}
+
+// Each injected fault ends in a classified failure of that BMC only, within
+// the deadline, while the other BMC proceeds.
+func TestFaultsAreClassified(t *testing.T) {
+	t.Parallel()
+	type op func(c *Client, ep Endpoint) error
+	powerOn := func(c *Client, ep Endpoint) error { _, err := c.Power(context.Background(), ep, ActionOn, ""); return err }
+	status := func(c *Client, ep Endpoint) error { _, err := c.PowerState(context.Background(), ep); return err }
+	identify := func(c *Client, ep Endpoint) error { _, err := c.Identify(context.Background(), ep); return err }
+	inv := func(c *Client, ep Endpoint) error { _, err := c.Inventory(context.Background(), ep); return err }
+	cases := map[string]struct {
+		faults Faults
+		op     op
+		class  string
+	}{
+		"refused":               {Faults{Refuse: true}, powerOn, ClassUnreachable},
+		"blackhole":             {Faults{Blackhole: true}, status, ClassUnreachable},
+		"500":                   {Faults{Status: 500}, status, ClassBMCError},
+		"503 on reset":          {Faults{Status: 503, Path: "/redfish/v1/Systems/1/Actions"}, powerOn, ClassBMCError},
+		"bad credentials":       {Faults{BadCredentials: true}, powerOn, ClassAuth},
+		"bad credentials (own)": {Faults{BadCredentials: true}, identify, ClassAuth},
+		"malformed JSON":        {Faults{MalformedJSON: true, Path: "/redfish/v1/Systems"}, status, ClassProtocol},
+		"malformed JSON (own)":  {Faults{MalformedJSON: true, Path: "/redfish/v1/Systems"}, inv, ClassProtocol},
+		"wrong content type":    {Faults{WrongContentType: true}, identify, ClassProtocol},
+		"huge body":             {Faults{HugeBody: true, Path: "/redfish/v1/Systems"}, status, ClassProtocol},
+		"huge body (own)":       {Faults{HugeBody: true, Path: "/redfish/v1/Systems"}, identify, ClassProtocol},
+		"redirect loop":         {Faults{RedirectLoop: true}, status, ClassProtocol},
+		"slow body":             {Faults{SlowBody: 300 * time.Millisecond}, status, ClassUnreachable},
+		"latency past deadline": {Faults{Latency: 10 * time.Second}, identify, ClassUnreachable},
+		"stuck power":           {Faults{StuckPower: true}, powerOn, ClassStateUnconfirmed},
+		"flapping power":        {Faults{FlappingPower: true}, powerOn, ClassStateUnconfirmed},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1), redfishsim.SampleNode(2))
+			bad, good := f.BMCs()[0], f.BMCs()[1]
+			bad.SetFaults(tc.faults)
+			c := New(Config{Timeout: 2 * time.Second, SettleTimeout: 500 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+
+			var wg sync.WaitGroup
+			var goodErr error
+			wg.Add(1)
+			go func() { defer wg.Done(); goodErr = powerOn(c, endpointOf(good)) }()
+			start := time.Now()
+			err := tc.op(c, endpointOf(bad))
+			took := time.Since(start)
+			wg.Wait()
+
+			if got := FailureClass(err); got != tc.class {
+				t.Errorf("failure class = %q (%v), want %q", got, err, tc.class)
+			}
+			if took > 4*time.Second {
+				t.Errorf("failed after %v, want within the 2s deadline (plus logout)", took)
+			}
+			if goodErr != nil {
+				t.Errorf("healthy BMC: %v", goodErr)
+			}
+			var ae *AuthError
+			if (tc.class == ClassAuth) != errors.As(err, &ae) {
+				t.Errorf("errors.As(*AuthError) = %v for %v", !(tc.class == ClassAuth), err)
+			}
+			if tc.class == ClassUnreachable && !errors.Is(err, ErrUnreachable) {
+				t.Errorf("errors.Is(ErrUnreachable) = false for %v", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), bad.Addr().String()) {
+				t.Errorf("error %q does not name the BMC", err)
+			}
+		})
+	}
+}
+
+type Faults = redfishsim.Faults
+
+func TestCertificatePinning(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1))
+	c := fastClient(t)
+	ep := endpointOf(f.BMCs()[0])
+	id, err := c.Identify(context.Background(), ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.CertSHA256 = "sha256:" + strings.ToUpper(id.CertSHA256)
+	if _, err := c.PowerState(context.Background(), ep); err != nil {
+		t.Errorf("PowerState with the right pin: %v", err)
+	}
+	ep.CertSHA256 = strings.Repeat("ab", 32)
+	_, err = c.PowerState(context.Background(), ep)
+	if FailureClass(err) != ClassCertChanged {
+		t.Errorf("PowerState with a wrong pin = %v, want class %s", err, ClassCertChanged)
+	}
+}
+
+func TestIdempotencyKeyIsRemembered(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1))
+	sim := f.BMCs()[0]
+	sim.SetPower(redfishsim.PowerOn, "test")
+	var cycles int
+	sim.OnPowerChange(func(e redfishsim.PowerEvent) {
+		if e.To == redfishsim.PowerOff {
+			cycles++
+		}
+	})
+	c := fastClient(t)
+	ep := endpointOf(sim)
+	for i := range 2 {
+		res, err := c.Power(context.Background(), ep, ActionCycle, "n1/cycle/1")
+		if err != nil || res.Changed != (i == 0) {
+			t.Errorf("cycle #%d = %+v, %v", i, res, err)
+		}
+	}
+	if cycles != 1 {
+		t.Errorf("machine was cycled %d times, want 1", cycles)
+	}
+	// A cycle of a machine that is off powers it on.
+	sim.SetPower(redfishsim.PowerOff, "test")
+	if res, err := c.Power(context.Background(), ep, ActionCycle, "n1/cycle/2"); err != nil || !strings.Contains(res.Note, "was off") || sim.PowerState() != redfishsim.PowerOn {
+		t.Errorf("cycle of an off machine = %+v, %v", res, err)
+	}
+}
+
+// One operation per BMC at a time: concurrent power calls to one BMC do not
+// overlap (the simulator would see two sessions at once).
+func TestOneOperationPerBMC(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1))
+	sim := f.BMCs()[0]
+	c := fastClient(t)
+	var wg sync.WaitGroup
+	var maxSessions int
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mu.Lock()
+			maxSessions = max(maxSessions, sim.Sessions())
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.PowerState(context.Background(), endpointOf(sim)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	mu.Lock()
+	defer mu.Unlock()
+	if maxSessions > 1 {
+		t.Errorf("saw %d sessions at once, want at most 1", maxSessions)
+	}
+}
+
+func TestEndpointResolve(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		ep   Endpoint
+		want string
+		err  bool
+	}{
+		"bare ip":       {Endpoint{Address: "10.0.0.12"}, "redfish https://10.0.0.12:443", false},
+		"ip and port":   {Endpoint{Address: "10.0.0.12:8443"}, "redfish https://10.0.0.12:8443", false},
+		"http url":      {Endpoint{Address: "http://bmc1"}, "redfish http://bmc1:80", false},
+		"ipv6":          {Endpoint{Address: "[fd00::12]:443"}, "redfish https://[fd00::12]:443", false},
+		"ipmi default":  {Endpoint{Address: "10.0.0.12", Protocol: IPMI}, "ipmi 10.0.0.12:623", false},
+		"bad port":      {Endpoint{Address: "10.0.0.12:99999"}, "", true},
+		"empty":         {Endpoint{}, "", true},
+		"wrong scheme":  {Endpoint{Address: "ftp://x"}, "", true},
+		"password kept": {Endpoint{Address: "10.0.0.1", Password: "s3cret"}, "redfish https://10.0.0.1:443", false},
+	}
+	for name, tc := range cases {
+		_, err := tc.ep.resolve()
+		if (err != nil) != tc.err {
+			t.Errorf("%s: resolve(%q) error = %v, want error %v", name, tc.ep.Address, err, tc.err)
+			continue
+		}
+		if !tc.err && tc.ep.String() != tc.want {
+			t.Errorf("%s: String() = %q, want %q", name, tc.ep.String(), tc.want)
+		}
+	}
+}
+
+func TestParsePowerState(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]PowerState{
+		"On": PowerOn, "Off": PowerOff, "PoweringOn": PowerTransition, "Chassis Power is on\n": PowerOn,
+		"Chassis Power is off\n": PowerOff, "": PowerUnknown, "Paused": PowerUnknown,
+	} {
+		if got := parsePowerState(in); got != want {
+			t.Errorf("parsePowerState(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnreachableAddress(t *testing.T) {
+	t.Parallel()
+	c := fastClient(t)
+	// Nothing listens on this loopback address and port.
+	ep := Endpoint{Address: netip.MustParseAddrPort("127.10.250.250:1").String(), Username: "a", Password: "b"}
+	_, err := c.PowerState(context.Background(), ep)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "check that the BMC is powered") {
+		t.Errorf("PowerState = %v, want unreachable with a remedy", err)
+	}
+}

@@ -1,0 +1,314 @@
+package bmc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/stmcginnis/gofish/common"
+)
+
+// rfReader reads Redfish resources with basic auth (which the Redfish
+// specification requires every service to accept) over the operation's
+// transport. It is the part of the Redfish client that parses replies
+// itself: identity, inventory and virtual media state, where bmclib reads
+// too little (see docs/decisions/bmc-inventory.md).
+type rfReader struct {
+	base string // "https://host:port"
+	user string
+	pass string
+	hc   *http.Client
+}
+
+// get fetches path and decodes its JSON into v.
+func (r *rfReader) get(ctx context.Context, path string, v any) error {
+	data, err := r.raw(ctx, path, true)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// raw fetches path; auth says whether to send credentials.
+func (r *rfReader) raw(ctx context.Context, path string, auth bool) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if auth {
+		req.SetBasicAuth(r.user, r.pass)
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, common.ConstructError(resp.StatusCode, data)
+	}
+	if err := checkJSON(resp.Header.Get("Content-Type")); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// checkJSON accepts application/json and its +json relatives (and a
+// missing type, which some BMCs send).
+func checkJSON(ct string) error {
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return fmt.Errorf("%w: Content-Type %q", errContentType, ct)
+	}
+	return nil
+}
+
+// members lists a collection's member links, following nextLink pages (at
+// most 50, so a hostile BMC cannot loop us).
+func (r *rfReader) members(ctx context.Context, path string) ([]string, error) {
+	var out []string
+	for page := 0; path != "" && page < 50; page++ {
+		var c rfCollection
+		if err := r.get(ctx, path, &c); err != nil {
+			return out, err
+		}
+		for _, m := range c.Members {
+			if m.ID != "" {
+				out = append(out, m.ID)
+			}
+		}
+		path = c.NextLink
+	}
+	return out, nil
+}
+
+// Redfish documents, as far as Rackstrap reads them. Numbers use flexNum:
+// BMCs send numbers as strings or null often enough.
+
+type odataLink struct {
+	ID string `json:"@odata.id"`
+}
+
+type rfCollection struct {
+	Members  []odataLink
+	NextLink string `json:"Members@odata.nextLink"`
+}
+
+type rfStatus struct {
+	State  string
+	Health string
+}
+
+type rfLocation struct {
+	PartLocation struct {
+		ServiceLabel string
+	}
+}
+
+type rfServiceRoot struct {
+	RedfishVersion string
+	UUID           string
+	Vendor         string
+	Product        string
+	Name           string
+	Systems        odataLink
+	Managers       odataLink
+	Chassis        odataLink
+	UpdateService  odataLink
+	Oem            map[string]json.RawMessage
+}
+
+type rfSystem struct {
+	ODataID            string `json:"@odata.id"`
+	ID                 string `json:"Id"`
+	Manufacturer       string
+	Model              string
+	SKU                string
+	SerialNumber       string
+	UUID               string
+	BiosVersion        string
+	PowerState         string
+	AssetTag           string
+	MemorySummary      struct{ TotalSystemMemoryGiB flexNum }
+	Boot               rfBoot
+	Processors         odataLink
+	Memory             odataLink
+	Storage            odataLink
+	SimpleStorage      odataLink
+	EthernetInterfaces odataLink
+	VirtualMedia       odataLink
+	Links              struct {
+		Chassis   []odataLink
+		ManagedBy []odataLink
+	}
+}
+
+type rfBoot struct {
+	BootSourceOverrideEnabled string
+	BootSourceOverrideTarget  string
+	BootSourceOverrideMode    string
+}
+
+type rfProcessor struct {
+	ID              string `json:"Id"`
+	Socket          string
+	ProcessorType   string
+	Manufacturer    string
+	Model           string
+	MaxSpeedMHz     flexNum
+	TotalCores      flexNum
+	TotalThreads    flexNum
+	SerialNumber    string
+	UUID            string
+	FirmwareVersion string
+	ProcessorMemory []struct{ CapacityMiB flexNum }
+	Location        rfLocation
+	Status          rfStatus
+}
+
+type rfMemory struct {
+	ID                string `json:"Id"`
+	DeviceLocator     string
+	MemoryDeviceType  string
+	Manufacturer      string
+	PartNumber        string
+	SerialNumber      string
+	CapacityMiB       flexNum
+	OperatingSpeedMhz flexNum
+	Status            rfStatus
+}
+
+type rfEthernet struct {
+	ID                  string `json:"Id"`
+	Description         string
+	MACAddress          string
+	PermanentMACAddress string
+	SpeedMbps           flexNum
+	LinkStatus          string
+	Status              rfStatus
+	IPv4Addresses       []struct{ Address string }
+}
+
+type rfStorage struct {
+	Drives []odataLink
+}
+
+type rfSimpleStorage struct {
+	Devices []struct {
+		Name          string
+		Manufacturer  string
+		Model         string
+		CapacityBytes flexNum
+		Status        rfStatus
+	}
+}
+
+type rfDrive struct {
+	ID               string `json:"Id"`
+	Model            string
+	Manufacturer     string
+	SerialNumber     string
+	Revision         string
+	MediaType        string
+	Protocol         string
+	CapacityBytes    flexNum
+	PhysicalLocation rfLocation
+	Status           rfStatus
+}
+
+type rfChassis struct {
+	ChassisType  string
+	Manufacturer string
+	Model        string
+	SerialNumber string
+	AssetTag     string
+}
+
+type rfManager struct {
+	ManagerType        string
+	Manufacturer       string
+	Model              string
+	FirmwareVersion    string
+	UUID               string
+	EthernetInterfaces odataLink
+	VirtualMedia       odataLink
+}
+
+type rfSoftware struct {
+	ID         string `json:"Id"`
+	Name       string
+	Version    string
+	SoftwareID string `json:"SoftwareId"`
+}
+
+type rfVirtualMedia struct {
+	ID         string `json:"Id"`
+	MediaTypes []string
+	Image      string
+	Inserted   bool
+}
+
+type rfUpdateService struct {
+	FirmwareInventory odataLink
+}
+
+// flexNum decodes a JSON number, a numeric string or null.
+type flexNum float64
+
+func (n *flexNum) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	if b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if strings.TrimSpace(s) == "" {
+			return nil
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return fmt.Errorf("number %q: %w", s, err)
+		}
+		*n = flexNum(f)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	*n = flexNum(f)
+	return nil
+}
+
+func (n flexNum) int() int {
+	if n < 0 || n > 1<<40 {
+		return 0
+	}
+	return int(n)
+}
+
+func (n flexNum) u64() uint64 {
+	if n < 0 || n > 1<<62 {
+		return 0
+	}
+	return uint64(n)
+}
