@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -520,4 +521,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the profile:\n%s\n%s", a, b)
 		}
 	})
+}
+
+// TestREADMEExample keeps the example in hwprofiles/README.md valid.
+func TestREADMEExample(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no yaml example")
+	}
+	p, err := Parse("README.md", []byte(example))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if _, err := bundled(t).Resolve(p); err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if err := compileSchema(t).Validate(yamlToJSONValue(t, []byte(example))); err != nil {
+		t.Errorf("README example fails the schema: %v", err)
+	}
 }
