@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       := bin
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/rackstrap/rackstrap/version.Version=$(VERSION)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 # Longer fuzzing: `make fuzz FUZZTIME=5m`.
 FUZZTIME  ?= 30s

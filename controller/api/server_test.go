@@ -28,6 +28,21 @@ func (a storeActor) Act(ctx context.Context, r lifecycle.Request) (model.Operati
 
 func newTestServer(t *testing.T) (*httptest.Server, *store.DB) {
 	t.Helper()
+	s, db := newServer(t)
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() { ts.Close() })
+	return ts, db
+}
+
+// newTestServerF is newTestServer for fuzz targets: the handler itself.
+func newTestServerF(f *testing.F) (*Server, *store.DB) {
+	s, db := newServer(f)
+	db.CreateNode(context.Background(), model.Node{Name: "n1"}, "test")
+	return s, db
+}
+
+func newServer(t testing.TB) (*Server, *store.DB) {
+	t.Helper()
 	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -37,9 +52,8 @@ func newTestServer(t *testing.T) (*httptest.Server, *store.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() { ts.Close(); db.Close() })
-	return ts, db
+	t.Cleanup(func() { db.Close() })
+	return s, db
 }
 
 // TestOpenAPIMatchesRoutes checks the document against the real routes both
