@@ -16,10 +16,10 @@ import (
 type PowerState string
 
 const (
-	PowerOn          PowerState = "on"
-	PowerOff         PowerState = "off"
-	PowerTransition  PowerState = "transitioning" // powering on or off
-	PowerUnknown PowerState = "unknown"
+	PowerOn         PowerState = "on"
+	PowerOff        PowerState = "off"
+	PowerTransition PowerState = "transitioning" // powering on or off
+	PowerUnknown    PowerState = "unknown"
 )
 
 // parsePowerState reads bmclib's power state strings: Redfish "On"/"Off"/
