@@ -58,7 +58,7 @@ type Inventory struct {
 	Disks     []BlockDevice       `json:"disks,omitempty"`
 	GPUs      []GPU               `json:"gpus,omitempty"`
 	Firmware  []FirmwareComponent `json:"firmware,omitempty"`
-	// GPUDriver says why GPUs may be missing in-band: "" when NVML answered,
+	// GPUDriverError says why GPUs may be missing in-band: "" when NVML answered,
 	// otherwise e.g. "no NVIDIA driver" (libnvidia-ml absent).
 	GPUDriverError string `json:"gpuDriverError,omitempty"`
 

@@ -141,7 +141,60 @@ func (b bound) format(f func(float64) string) string {
 	return "any"
 }
 
-// decodeBound reads a scalar (exact), or a mapping with min/max or oneOf.
+// decodeRange reads the shared YAML shape of constraints: a scalar (exact),
+// or a mapping with min and/or max, or with oneOf. val reads one value;
+// greater orders two.
+func decodeRange[T any](n *yaml.Node, val func(*yaml.Node) (T, error), greater func(a, b T) bool, inverted string) (min, max *T, oneOf []T, err error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		v, err := val(n)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return &v, &v, nil, nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, c := n.Content[i], n.Content[i+1]
+			switch k.Value {
+			case "min", "max":
+				v, err := val(c)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				if k.Value == "min" {
+					min = &v
+				} else {
+					max = &v
+				}
+			case "oneOf":
+				if c.Kind != yaml.SequenceNode || len(c.Content) == 0 {
+					return nil, nil, nil, nodeErr(c, "oneOf wants a non-empty list")
+				}
+				for _, e := range c.Content {
+					v, err := val(e)
+					if err != nil {
+						return nil, nil, nil, err
+					}
+					oneOf = append(oneOf, v)
+				}
+			default:
+				return nil, nil, nil, nodeErr(k, "unknown field %q; known: min, max, oneOf", k.Value)
+			}
+		}
+		switch {
+		case len(oneOf) > 0 && (min != nil || max != nil):
+			return nil, nil, nil, nodeErr(n, "use either oneOf or min/max, not both")
+		case len(oneOf) == 0 && min == nil && max == nil:
+			return nil, nil, nil, nodeErr(n, "want min, max or oneOf")
+		case min != nil && max != nil && greater(*min, *max):
+			return nil, nil, nil, nodeErr(n, "%s", inverted)
+		}
+		return min, max, oneOf, nil
+	}
+	return nil, nil, nil, nodeErr(n, "want a value, or a mapping with min/max or oneOf")
+}
+
+// decodeBound reads a numeric constraint.
 func decodeBound(n *yaml.Node, parse func(string) (float64, error)) (bound, error) {
 	val := func(c *yaml.Node) (float64, error) {
 		if c.Kind != yaml.ScalarNode {
@@ -153,54 +206,8 @@ func decodeBound(n *yaml.Node, parse func(string) (float64, error)) (bound, erro
 		}
 		return v, nil
 	}
-	switch n.Kind {
-	case yaml.ScalarNode:
-		v, err := val(n)
-		if err != nil {
-			return bound{}, err
-		}
-		return bound{Min: &v, Max: &v}, nil
-	case yaml.MappingNode:
-		var b bound
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, c := n.Content[i], n.Content[i+1]
-			switch k.Value {
-			case "min", "max":
-				v, err := val(c)
-				if err != nil {
-					return bound{}, err
-				}
-				if k.Value == "min" {
-					b.Min = &v
-				} else {
-					b.Max = &v
-				}
-			case "oneOf":
-				if c.Kind != yaml.SequenceNode || len(c.Content) == 0 {
-					return bound{}, nodeErr(c, "oneOf wants a non-empty list")
-				}
-				for _, e := range c.Content {
-					v, err := val(e)
-					if err != nil {
-						return bound{}, err
-					}
-					b.OneOf = append(b.OneOf, v)
-				}
-			default:
-				return bound{}, keyErr(k, "unknown field %q; known: min, max, oneOf", k.Value)
-			}
-		}
-		switch {
-		case len(b.OneOf) > 0 && (b.Min != nil || b.Max != nil):
-			return bound{}, nodeErr(n, "use either oneOf or min/max, not both")
-		case len(b.OneOf) == 0 && b.Min == nil && b.Max == nil:
-			return bound{}, nodeErr(n, "want min, max or oneOf")
-		case b.Min != nil && b.Max != nil && *b.Min > *b.Max:
-			return bound{}, nodeErr(n, "min is greater than max")
-		}
-		return b, nil
-	}
-	return bound{}, nodeErr(n, "want a value, or a mapping with min/max or oneOf")
+	min, max, oneOf, err := decodeRange(n, val, func(a, b float64) bool { return a > b }, "min is greater than max")
+	return bound{Min: min, Max: max, OneOf: oneOf}, err
 }
 
 // IntRange constrains a count or a plain number: `8`, `{min: 2}`,
@@ -335,58 +342,21 @@ type VersionRange struct {
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (r *VersionRange) UnmarshalYAML(n *yaml.Node) error {
-	str := func(c *yaml.Node) (string, error) {
+	val := func(c *yaml.Node) (string, error) {
 		if c.Kind != yaml.ScalarNode || !version.Valid(c.Value) {
 			return "", nodeErr(c, "want a version string such as \"2.19.0\"")
 		}
 		return c.Value, nil
 	}
-	*r = VersionRange{}
-	switch n.Kind {
-	case yaml.ScalarNode:
-		v, err := str(n)
-		r.Min, r.Max = v, v
-		return err
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, c := n.Content[i], n.Content[i+1]
-			switch k.Value {
-			case "min", "max":
-				v, err := str(c)
-				if err != nil {
-					return err
-				}
-				if k.Value == "min" {
-					r.Min = v
-				} else {
-					r.Max = v
-				}
-			case "oneOf":
-				if c.Kind != yaml.SequenceNode || len(c.Content) == 0 {
-					return nodeErr(c, "oneOf wants a non-empty list")
-				}
-				for _, e := range c.Content {
-					v, err := str(e)
-					if err != nil {
-						return err
-					}
-					r.OneOf = append(r.OneOf, v)
-				}
-			default:
-				return keyErr(k, "unknown field %q; known: min, max, oneOf", k.Value)
-			}
-		}
-		switch {
-		case len(r.OneOf) > 0 && (r.Min != "" || r.Max != ""):
-			return nodeErr(n, "use either oneOf or min/max, not both")
-		case len(r.OneOf) == 0 && r.Min == "" && r.Max == "":
-			return nodeErr(n, "want min, max or oneOf")
-		case r.Min != "" && r.Max != "" && version.Compare(r.Min, r.Max) > 0:
-			return nodeErr(n, "min is newer than max")
-		}
-		return nil
+	min, max, oneOf, err := decodeRange(n, val, func(a, b string) bool { return version.Compare(a, b) > 0 }, "min is newer than max")
+	*r = VersionRange{OneOf: oneOf}
+	if min != nil {
+		r.Min = *min
 	}
-	return nodeErr(n, "want a version, or a mapping with min/max or oneOf")
+	if max != nil {
+		r.Max = *max
+	}
+	return err
 }
 
 // OK reports whether v satisfies the constraint.

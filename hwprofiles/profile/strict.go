@@ -49,9 +49,6 @@ func nodeErr(n *yaml.Node, format string, args ...any) *Error {
 	return &Error{Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)}
 }
 
-// keyErr is nodeErr for a problem with the key itself.
-func keyErr(k *yaml.Node, format string, args ...any) *Error { return nodeErr(k, format, args...) }
-
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
 // checker walks a YAML node tree alongside the Go type it will decode into,
@@ -117,13 +114,13 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
 			k, v := n.Content[i], n.Content[i+1]
 			key := join(path, k.Value)
 			if line, dup := seen[k.Value]; dup {
-				c.add(keyErr(k, "duplicate key (first at line %d)", line), key)
+				c.add(nodeErr(k, "duplicate key (first at line %d)", line), key)
 				continue
 			}
 			seen[k.Value] = k.Line
 			ft, ok := fields[k.Value]
 			if !ok {
-				c.add(keyErr(k, "unknown field %q%s; known fields: %s", k.Value, suggest(k.Value, known), strings.Join(known, ", ")), key)
+				c.add(nodeErr(k, "unknown field %q%s; known fields: %s", k.Value, suggest(k.Value, known), strings.Join(known, ", ")), key)
 				continue
 			}
 			c.check(v, ft, key)
