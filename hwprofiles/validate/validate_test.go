@@ -403,10 +403,10 @@ func TestValidateQEMU(t *testing.T) {
 		t.Fatalf("Validate(qemu fixture) = %+v, want a clean pass", res)
 	}
 	inv.Disks = nil
-	inv.NICs[0].Driver = "e1000"
+	inv.NICs[0].Driver = "rtl8139"
 	res = Validate(inventory.Merge(inv, nil), p)
 	want := []short{
-		{"disk.count", "error", "drive group os", "1", "0"},
+		{"disk.count", "error", "drive group os", "at least 1", "0"},
 		{"nic.count", "error", "NIC group provisioning", "at least 1", "0"},
 	}
 	if diff := cmp.Diff(want, shorten(res.Findings)); diff != "" {
@@ -437,5 +437,38 @@ func TestNode(t *testing.T) {
 	}
 	if _, _, err := Node(cat, "nope", in, nil); !errors.Is(err, profile.ErrNotFound) {
 		t.Errorf("Node(unknown profile) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestBreakages checks the faults the demo injects: each quarantines with
+// exactly one error.
+func TestBreakages(t *testing.T) {
+	t.Parallel()
+	p := getProfile(t, "nvidia-dgx-h100")
+	want := map[string]string{"dimm-missing": "memory.dimm-count", "gpu-x8": "gpu.pcie-width", "nic-firmware-old": "nic.firmware",
+		"ecc-off": "gpu.ecc", "gpu-missing": "gpu.count", "bios-old": "bios.version"}
+	if len(want) != len(fixtures.Breakages) {
+		t.Errorf("%d breakages, the test knows %d", len(fixtures.Breakages), len(want))
+	}
+	for name, breakIt := range fixtures.Breakages {
+		in, oob := fixtures.DGXH100(serial), fixtures.DGXH100OutOfBand(serial)
+		breakIt(in, oob)
+		res := Validate(inventory.Merge(in, oob), p)
+		var errs []string
+		for _, f := range res.Findings {
+			if f.Severity == Error {
+				errs = append(errs, f.Rule)
+			}
+		}
+		if name == "dimm-missing" {
+			// The count, and the empty slot by name.
+			if diff := cmp.Diff([]string{"memory.dimm-count", "memory.dimm-missing"}, errs); diff != "" {
+				t.Errorf("%s: errors (-want +got):\n%s", name, diff)
+			}
+			continue
+		}
+		if diff := cmp.Diff([]string{want[name]}, errs); diff != "" {
+			t.Errorf("%s: errors (-want +got):\n%s", name, diff)
+		}
 	}
 }
