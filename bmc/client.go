@@ -12,9 +12,11 @@ package bmc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -332,6 +334,9 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
 	}
+	if err != nil && ep.proto() == IPMI && classify(err) == ClassUnreachable {
+		err = c.explainIPMI(ctx, tgt, err)
+	}
 	if err != nil && ctx.Err() != nil && FailureClass(err) == ClassBMCError {
 		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
@@ -380,4 +385,24 @@ func hostForURL(h string) string {
 		return "[" + h + "]"
 	}
 	return h
+}
+
+// errSessionRefused marks an IPMI session that a reachable BMC refused.
+var errSessionRefused = errors.New("the BMC answers IPMI but refused the session")
+
+// explainIPMI tells a refused login from an unreachable BMC: ipmitool
+// reports both as "Unable to establish IPMI v2 / RMCP+ session". A BMC
+// that answers Get Channel Authentication Capabilities is reachable, so the
+// session was refused for its credentials.
+func (c *Client) explainIPMI(ctx context.Context, tgt target, err error) error {
+	addr, perr := netip.ParseAddr(tgt.host)
+	if perr != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if _, perr := ProbeIPMI(pctx, netip.AddrPortFrom(addr, uint16(tgt.port))); perr != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errSessionRefused, err)
 }

@@ -146,6 +146,8 @@ func classify(err error) string {
 	switch {
 	case errors.As(err, &cert):
 		return ClassCertChanged
+	case errors.Is(err, errSessionRefused):
+		return ClassAuth
 	case errors.Is(err, ErrStateUnconfirmed):
 		return ClassStateUnconfirmed
 	case errors.Is(err, ErrUnsupported):
