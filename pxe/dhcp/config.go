@@ -116,6 +116,12 @@ type Config struct {
 	Workers, QueueSize int
 	// MaxBatch bounds the leases committed in one store call (default 1024).
 	MaxBatch int
+	// MaxQueueDelay drops a DISCOVER that waited longer than this for a
+	// worker (default 250 ms): its client has likely given up on the
+	// answer, and the time is better spent on exchanges under way.
+	MaxQueueDelay time.Duration
+	// ReadBuffer is the socket receive buffer in bytes (default 1 MiB).
+	ReadBuffer int
 }
 
 func (c Config) withDefaults() Config {
@@ -160,6 +166,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = 4096
+	}
+	if c.ReadBuffer == 0 {
+		c.ReadBuffer = 1 << 20
+	}
+	if c.MaxQueueDelay == 0 {
+		c.MaxQueueDelay = 250 * time.Millisecond
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1024

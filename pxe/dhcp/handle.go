@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -372,8 +373,9 @@ func (s *Server) discover(p packet, msg *dhcpv4.DHCPv4) {
 	}
 	s.tab.mu.Unlock()
 	if !ok {
-		s.stats.exhausted.Add(1)
-		s.log.Warn("pool exhausted; add addresses to the subnet's pools", "subnet", sub.Prefix, "mac", mac)
+		if s.stats.exhausted.Add(1); s.rateOK(&s.lastExhausted) {
+			s.log.Warn("pool exhausted; add addresses to the subnet's pools", "subnet", sub.Prefix, "mac", mac, "exhausted_total", s.stats.exhausted.Load())
+		}
 		return
 	}
 	sid := s.serverID(local)
@@ -563,4 +565,11 @@ func (s *Server) proxy(p packet, msg *dhcpv4.DHCPv4) {
 		name = "PROXY-ACK"
 	}
 	s.observe(name, c, netip.Addr{}, "", d)
+}
+
+// rateOK allows one log line a second per *last.
+func (s *Server) rateOK(last *atomic.Int64) bool {
+	now := s.now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,7 +37,12 @@ type Server struct {
 	tab   *table
 	stats counters
 
+	// queue holds requests, releases and declines: exchanges under way,
+	// served first. fresh holds DISCOVERs: new exchanges, dropped first
+	// under overload and dropped when they waited past MaxQueueDelay. This
+	// keeps a server offered more than it can do finishing what it starts.
 	queue   chan packet
+	fresh   chan packet
 	commits chan commitItem
 	bufs    sync.Pool
 	ifaces  ifaceCache
@@ -44,6 +50,8 @@ type Server struct {
 	// sendHook, when set (tests, fuzzing), receives replies instead of the
 	// network.
 	sendHook func(*reply)
+
+	lastExhausted atomic.Int64
 
 	ready    chan struct{}
 	mu       sync.Mutex
@@ -70,6 +78,7 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Server, error) {
 		now:     deps.Now,
 		tab:     newTable(cfg.Subnets),
 		queue:   make(chan packet, cfg.QueueSize),
+		fresh:   make(chan packet, cfg.QueueSize),
 		commits: make(chan commitItem, cfg.QueueSize),
 		ready:   make(chan struct{}),
 	}
@@ -86,6 +95,62 @@ type packet struct {
 	ifIndex int
 	conn    *ipv4.PacketConn
 	proxy   bool // arrived on the proxyDHCP boot-server port
+	at      time.Time
+}
+
+// work handles packets, exchanges under way first, until both queues close.
+func (s *Server) work(ctx context.Context) {
+	queue, fresh := s.queue, s.fresh
+	for queue != nil || fresh != nil {
+		var p packet
+		var ok bool
+		select {
+		case p, ok = <-queue:
+			if !ok {
+				queue = nil
+				continue
+			}
+		default:
+			select {
+			case p, ok = <-queue:
+				if !ok {
+					queue = nil
+					continue
+				}
+			case p, ok = <-fresh:
+				if !ok {
+					fresh = nil
+					continue
+				}
+				if s.now().Sub(p.at) > s.cfg.MaxQueueDelay {
+					s.stats.stale.Add(1)
+					s.bufs.Put(p.buf)
+					continue
+				}
+			}
+		}
+		s.handle(ctx, p)
+	}
+}
+
+// isDiscover peeks at option 53 without parsing the whole packet.
+func isDiscover(b []byte) bool {
+	if len(b) < 241 {
+		return false
+	}
+	for i := 240; i+2 < len(b); {
+		switch code := b[i]; code {
+		case 0:
+			i++
+		case 255:
+			return false
+		case 53:
+			return b[i+1] == 1 && b[i+2] == 1
+		default:
+			i += 2 + int(b[i+1])
+		}
+	}
+	return false
 }
 
 // Ready is closed once the server listens.
@@ -145,9 +210,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	var workers, readers, committer sync.WaitGroup
 	for range s.cfg.Workers {
 		workers.Go(func() {
-			for p := range s.queue {
-				s.handle(ctx, p)
-			}
+			s.work(ctx)
 		})
 	}
 	committer.Go(func() { s.commitLoop(ctx) })
@@ -162,6 +225,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	closeAll()
 	readers.Wait()
 	close(s.queue)
+	close(s.fresh)
 	workers.Wait()
 	close(s.commits)
 	committer.Wait()
@@ -176,10 +240,12 @@ func (s *Server) listen(ctx context.Context, port uint16) (*ipv4.PacketConn, uin
 				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1),
 				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1),
 			)
-			// A deep receive buffer absorbs a boot storm's bursts; needs
-			// CAP_NET_ADMIN, so fall back to what the kernel allows.
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
-				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+			// The kernel buffer only has to absorb bursts while the reader
+			// is descheduled: the queues behind it are where overload is
+			// handled (priorities, staleness). A deep one would only add
+			// latency. FORCE needs CAP_NET_ADMIN; fall back to the cap.
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, s.cfg.ReadBuffer) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, s.cfg.ReadBuffer)
 			}
 			if serr == nil && s.cfg.Interface != "" {
 				serr = unix.BindToDevice(int(fd), s.cfg.Interface)
@@ -221,8 +287,13 @@ func (s *Server) readLoop(c *ipv4.PacketConn, proxy bool) {
 			p.ifIndex = cm.IfIndex
 			p.dst, _ = netip.AddrFromSlice(cm.Dst.To4())
 		}
+		q := s.queue
+		if isDiscover((*bp)[:n]) {
+			q = s.fresh
+			p.at = s.now()
+		}
 		select {
-		case s.queue <- p:
+		case q <- p:
 		default:
 			s.stats.dropped.Add(1)
 			s.bufs.Put(bp)

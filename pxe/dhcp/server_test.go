@@ -406,8 +406,8 @@ func TestQueueFullDrops(t *testing.T) {
 	for h.srv.Stats().Dropped == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := h.srv.Stats(); st.Dropped == 0 || st.QueueSize != 1 {
-		t.Errorf("Stats() = %+v, want drops with a queue of 1", st)
+	if st := h.srv.Stats(); st.Dropped == 0 || st.QueueSize != 2 {
+		t.Errorf("Stats() = %+v, want drops with queues of 1", st)
 	}
 }
 

@@ -11,6 +11,7 @@ type counters struct {
 	dropped, malformed, ignored, panics      atomic.Uint64
 	nak, exhausted, sendErrors, commitErrors atomic.Uint64
 	batches, committed, expired, unsupported atomic.Uint64
+	stale                                    atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -18,10 +19,11 @@ type Stats struct {
 	// Received and Sent count packets by DHCP message type name
 	// ("DISCOVER", "OFFER", …).
 	Received, Sent map[string]uint64
-	// Dropped: the worker queue was full. Malformed: not a DHCP request.
+	// Dropped: the worker queue was full; Stale: a DISCOVER waited past
+	// MaxQueueDelay. Malformed: not a DHCP request.
 	// Ignored: well formed but not for this server (another server chosen,
 	// no subnet, unsupported hardware type).
-	Dropped, Malformed, Ignored, Panics uint64
+	Dropped, Stale, Malformed, Ignored, Panics uint64
 	// Exhausted: no free address in the pool. NAKs: requests refused.
 	Exhausted, NAKs          uint64
 	SendErrors, CommitErrors uint64
@@ -37,12 +39,12 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	st := Stats{
 		Received: map[string]uint64{}, Sent: map[string]uint64{},
-		Dropped: s.stats.dropped.Load(), Malformed: s.stats.malformed.Load(),
+		Dropped: s.stats.dropped.Load(), Stale: s.stats.stale.Load(), Malformed: s.stats.malformed.Load(),
 		Ignored: s.stats.ignored.Load() + s.stats.unsupported.Load(), Panics: s.stats.panics.Load(),
 		Exhausted: s.stats.exhausted.Load(), NAKs: s.stats.nak.Load(),
 		SendErrors: s.stats.sendErrors.Load(), CommitErrors: s.stats.commitErrors.Load(),
 		Batches: s.stats.batches.Load(), Committed: s.stats.committed.Load(), Expired: s.stats.expired.Load(),
-		QueueDepth: len(s.queue), QueueSize: cap(s.queue),
+		QueueDepth: len(s.queue) + len(s.fresh), QueueSize: cap(s.queue) + cap(s.fresh),
 		Pools: s.tab.stats(s.cfg.Subnets, s.now()),
 	}
 	for i := range s.stats.received {
