@@ -22,6 +22,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/store"
+	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
 
 //go:embed openapi.json
@@ -64,6 +65,7 @@ var routes = []route{
 	{"GET", "/api/v1/audit/verify", (*Server).verifyAudit},
 	{"GET", "/api/v1/operations", (*Server).listOperations},
 	{"GET", "/api/v1/operations/{id}", (*Server).getOperation},
+	{"POST", "/api/v1/agent/checkin", (*Server).checkIn},
 }
 
 // New builds the API. reg receives the API's own series (nodes per state);
@@ -430,4 +432,47 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range model.States {
 		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
 	}
+}
+
+// CheckInRequest is the body an agent posts to /api/v1/agent/checkin.
+type CheckInRequest struct {
+	Phase        string          `json:"phase"`
+	AgentVersion string          `json:"agentVersion"`
+	Inventory    json.RawMessage `json:"inventory"`
+}
+
+// CheckInReply tells the agent which node it was pinned to.
+type CheckInReply struct {
+	Node     string `json:"node"`
+	Accepted bool   `json:"accepted"`
+}
+
+func (s *Server) checkIn(w http.ResponseWriter, r *http.Request) error {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return &httpError{http.StatusUnauthorized, Error{"unauthorized", "no enrolment token", "the agent reads its token from rackstrap.token= on the kernel command line: boot the node through Rackstrap's iPXE script"}}
+	}
+	var in CheckInRequest
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.Phase != "netboot" && in.Phase != "firstboot" {
+		return badRequest(fmt.Sprintf("unknown phase %q", in.Phase), "phase is netboot or firstboot")
+	}
+	if len(in.Inventory) > 0 && string(in.Inventory) != "null" {
+		if _, err := inventory.Parse(in.Inventory); err != nil {
+			return badRequest("inventory is not valid: "+err.Error(), "send the hwprofiles/inventory JSON model")
+		}
+	}
+	node, err := s.db.RecordCheckIn(r.Context(), token, in.Phase, in.AgentVersion, in.Inventory, "agent:"+r.RemoteAddr)
+	switch {
+	case errors.Is(err, store.ErrWrongPhase):
+		return &httpError{http.StatusConflict, Error{"wrong_phase", err.Error(), "the token belongs to another boot of this node; reboot it through Rackstrap"}}
+	case errors.Is(err, store.ErrTokenInvalid), errors.Is(err, store.ErrTokenUsed), errors.Is(err, store.ErrTokenExpired):
+		s.log.Warn("agent check-in refused", "remote", r.RemoteAddr, "err", err)
+		return &httpError{http.StatusUnauthorized, Error{"unauthorized", err.Error(), "tokens are single use and expire; reboot the node through Rackstrap to get a new one"}}
+	case err != nil:
+		return err
+	}
+	return writeJSON(w, http.StatusOK, CheckInReply{Node: node, Accepted: true})
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -107,7 +108,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		if resp.StatusCode == http.StatusMethodNotAllowed || strings.Contains(string(b), `"no route`) {
 			t.Errorf("%s %s = %d %s: documented but not served", method, path, resp.StatusCode, b)
 		}
-		if resp.StatusCode >= 400 && path != "/api/v1/operations/{id}" {
+		if resp.StatusCode >= 400 && path != "/api/v1/operations/{id}" && path != "/api/v1/agent/checkin" {
 			t.Errorf("%s %s = %d %s", method, path, resp.StatusCode, b)
 		}
 	}
@@ -139,6 +140,7 @@ func TestErrorsAreClearJSON(t *testing.T) {
 		"unknown op":       {"GET", "/api/v1/operations/99", "", 404, "not_found", "99"},
 		"unknown rack":     {"GET", "/api/v1/racks/nowhere", "", 404, "not_found", "nowhere"},
 		"unknown route":    {"GET", "/api/v2/things", "", 404, "not_found", "no route"},
+		"checkin no token": {"POST", "/api/v1/agent/checkin", `{"phase":"netboot"}`, 401, "unauthorized", "no enrolment token"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -222,5 +224,40 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+func TestAgentCheckIn(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	ctx := context.Background()
+	db.CreateNode(ctx, model.Node{Name: "n1"}, "test")
+	tok, _ := db.IssueToken(ctx, "n1", "netboot", time.Hour, "test")
+	post := func(token, body string) (int, string) {
+		req, _ := http.NewRequest("POST", ts.URL+"/api/v1/agent/checkin", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	inv := `{"source":"in-band","system":{"vendor":"QEMU","serial":"S1"}}`
+	if code, body := post(tok, `{"phase":"firstboot","inventory":`+inv+`}`); code != 409 || !strings.Contains(body, "wrong_phase") {
+		t.Errorf("wrong phase = %d %s", code, body)
+	}
+	if code, body := post(tok, `{"phase":"netboot","inventory":{"nonsense":1}}`); code != 400 {
+		t.Errorf("bad inventory = %d %s", code, body)
+	}
+	if code, body := post(tok, `{"phase":"netboot","agentVersion":"t","inventory":`+inv+`}`); code != 200 || !strings.Contains(body, `"node": "n1"`) {
+		t.Errorf("check-in = %d %s", code, body)
+	}
+	if code, body := post(tok, `{"phase":"netboot"}`); code != 401 || !strings.Contains(body, "already used") {
+		t.Errorf("reused token = %d %s", code, body)
+	}
+	if c, _ := db.LatestCheckIn(ctx, "n1", "netboot", time.Time{}); c == nil || !strings.Contains(string(c.Inventory), "S1") {
+		t.Errorf("check-in not stored: %+v", c)
 	}
 }

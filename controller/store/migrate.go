@@ -68,6 +68,25 @@ var migrations = []string{
 		hash TEXT NOT NULL
 	);
 	CREATE INDEX audit_node ON audit(node);`,
+	// 2: one-time agent enrolment tokens and agent check-ins.
+	`CREATE TABLE agent_tokens (
+		token_hash TEXT PRIMARY KEY,
+		node TEXT NOT NULL REFERENCES nodes(name),
+		phase TEXT NOT NULL,
+		issued_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		used_at BIGINT
+	);
+	CREATE INDEX agent_tokens_node ON agent_tokens(node);
+	CREATE TABLE checkins (
+		id {{serial}},
+		node TEXT NOT NULL REFERENCES nodes(name),
+		phase TEXT NOT NULL,
+		at BIGINT NOT NULL,
+		agent_version TEXT NOT NULL DEFAULT '',
+		inventory TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX checkins_node ON checkins(node, phase, at);`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

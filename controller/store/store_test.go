@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rackstrap/rackstrap/controller/model"
@@ -262,5 +263,50 @@ func TestOpenErrorsSayWhatToDo(t *testing.T) {
 	}
 	if _, err := Open(ctx, "", "", Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("Open with nothing = %v, want a hint about --data-dir", err)
+	}
+}
+
+func TestAgentTokensAreOneTimeAndBound(t *testing.T) {
+	t.Parallel()
+	for name, db := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db.CreateNode(ctx, model.Node{Name: "n1"}, "test")
+			tok, err := db.IssueToken(ctx, "n1", "netboot", time.Hour, "test")
+			if err != nil || len(tok) < 40 {
+				t.Fatalf("IssueToken = %q, %v", tok, err)
+			}
+			if _, err := db.RecordCheckIn(ctx, tok, "firstboot", "v1", nil, "agent"); !errors.Is(err, ErrWrongPhase) {
+				t.Errorf("check-in in the wrong phase = %v, want ErrWrongPhase", err)
+			}
+			before := time.Now().Add(-time.Second)
+			node, err := db.RecordCheckIn(ctx, tok, "netboot", "v1", json.RawMessage(`{"system":{}}`), "agent")
+			if err != nil || node != "n1" {
+				t.Fatalf("RecordCheckIn = %q, %v", node, err)
+			}
+			if _, err := db.RecordCheckIn(ctx, tok, "netboot", "v1", nil, "agent"); !errors.Is(err, ErrTokenUsed) {
+				t.Errorf("second use = %v, want ErrTokenUsed", err)
+			}
+			if _, err := db.RecordCheckIn(ctx, "forged", "netboot", "v1", nil, "agent"); !errors.Is(err, ErrTokenInvalid) {
+				t.Errorf("unknown token = %v, want ErrTokenInvalid", err)
+			}
+			old, _ := db.IssueToken(ctx, "n1", "netboot", -time.Second, "test")
+			if _, err := db.RecordCheckIn(ctx, old, "netboot", "v1", nil, "agent"); !errors.Is(err, ErrTokenExpired) {
+				t.Errorf("expired token = %v, want ErrTokenExpired", err)
+			}
+			c, err := db.LatestCheckIn(ctx, "n1", "netboot", before)
+			if err != nil || c == nil || string(c.Inventory) != `{"system":{}}` {
+				t.Errorf("LatestCheckIn = %+v, %v", c, err)
+			}
+			if c, _ := db.LatestCheckIn(ctx, "n1", "netboot", time.Now().Add(time.Hour)); c != nil {
+				t.Errorf("LatestCheckIn(since the future) = %+v, want none", c)
+			}
+			entries, _ := db.ListAudit(ctx, AuditFilter{Node: "n1"})
+			for _, e := range entries {
+				if strings.Contains(string(e.Detail), tok) {
+					t.Errorf("audit entry %d contains the token", e.Seq)
+				}
+			}
+		})
 	}
 }
