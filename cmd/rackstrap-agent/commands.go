@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/checkin"
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/collect"
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/gpu"
+	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+)
+
+// deps are what the commands reach outside the process through; tests
+// replace them.
+type deps struct {
+	probeGPUs  func() gpu.Result
+	minBackoff time.Duration
+	maxBackoff time.Duration
+}
+
+func defaultDeps() *deps {
+	return &deps{probeGPUs: gpu.Probe}
+}
+
+func newRootCmd(d *deps) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "rackstrap-agent",
+		Short:         "Rackstrap's in-band agent: hardware inventory and check-in",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newInventoryCmd(d), newCheckinCmd(d), newRunCmd(d), newVersionCmd())
+	return root
+}
+
+func agentVersion() string { return "rackstrap-agent " + version }
+
+// gather collects the inventory and the GPUs, and returns the collectors'
+// notes.
+func gather(ctx context.Context, d *deps, sysRoot string) (inventory.Inventory, []string) {
+	res := collect.Collect(ctx, collect.Options{Root: sysRoot, Collector: agentVersion()})
+	inv, notes := res.Inventory, res.Notes
+	g := d.probeGPUs()
+	g.Apply(&inv)
+	for _, n := range g.Notes {
+		notes = append(notes, "gpu: "+n)
+	}
+	onBus := 0
+	slots := map[string]string{}
+	for _, p := range inv.PCI {
+		if p.VendorID == "10de" && strings.HasPrefix(p.Class, "03") {
+			onBus++
+			slots[p.Address] = p.Slot
+		}
+	}
+	if g.Unavailable != "" && onBus > 0 {
+		inv.GPUDriverError = fmt.Sprintf("%s; %d NVIDIA GPUs are on the PCI bus", g.Unavailable, onBus)
+	}
+	for i := range inv.GPUs {
+		if s := slots[inv.GPUs[i].PCIAddress]; s != "" && inv.GPUs[i].Slot == "" {
+			inv.GPUs[i].Slot = s
+		}
+	}
+	if g.Unavailable != "" {
+		notes = append(notes, "gpu: "+inv.GPUDriverError)
+	}
+	return inv, notes
+}
+
+func printNotes(w io.Writer, notes []string) {
+	for _, n := range notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+func newInventoryCmd(d *deps) *cobra.Command {
+	var sysRoot, output string
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "Print this host's hardware inventory (JSON by default); notes go to stderr",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "json" && output != "text" {
+				return fmt.Errorf("unknown output %q; use json or text", output)
+			}
+			inv, notes := gather(cmd.Context(), d, sysRoot)
+			printNotes(cmd.ErrOrStderr(), notes)
+			if output == "text" {
+				return printText(cmd.OutOrStdout(), &inv)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(inv)
+		},
+	}
+	cmd.Flags().StringVar(&sysRoot, "sys-root", "/", "root directory below which /sys and /proc are read (a fixture tree in tests)")
+	cmd.Flags().StringVarP(&output, "output", "o", "json", "output format: json or text")
+	return cmd
+}
+
+// printText is a technician's summary.
+func printText(w io.Writer, inv *inventory.Inventory) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "system\t%s %s\tserial %s\tuuid %s\n", inv.System.Vendor, inv.System.Model, inv.System.Serial, inv.System.UUID)
+	fmt.Fprintf(tw, "bios\t%s %s\t%s\n", inv.BIOS.Vendor, inv.BIOS.Version, inv.BIOS.Date)
+	for _, c := range inv.CPUs {
+		fmt.Fprintf(tw, "cpu %s\t%s\t%d cores, %d threads\n", c.Socket, c.Model, c.Cores, c.Threads)
+	}
+	fmt.Fprintf(tw, "memory\t%d GiB\t%d DIMMs populated\n", inv.Memory.TotalBytes>>30, len(inv.Memory.PopulatedDIMMs()))
+	for _, n := range inv.NICs {
+		fmt.Fprintf(tw, "nic %s\t%s\t%s %d Mb/s\n", n.Name, n.MAC, n.Driver, n.SpeedMbps)
+	}
+	for _, b := range inv.Disks {
+		fmt.Fprintf(tw, "disk %s\t%s %s\t%d GB\n", b.Name, b.Model, b.Serial, b.SizeBytes/1e9)
+	}
+	for _, g := range inv.GPUs {
+		fmt.Fprintf(tw, "gpu %d\t%s %s\tPCIe gen %d x%d, NVLink %d/%d, ECC %s\n", g.Index, g.Name, g.PCIAddress, g.PCIeGen, g.PCIeWidth, g.NVLinkUp, g.NVLinkTotal, g.ECC)
+	}
+	if inv.GPUDriverError != "" {
+		fmt.Fprintf(tw, "gpus\t%s\n", inv.GPUDriverError)
+	}
+	fmt.Fprintf(tw, "pci\t%d functions\n", len(inv.PCI))
+	return tw.Flush()
+}
+
+// checkinFlags are the flags checkin and run share.
+type checkinFlags struct {
+	sysRoot  string
+	deadline time.Duration
+	timeout  time.Duration
+}
+
+func (f *checkinFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.sysRoot, "sys-root", "/", "root directory below which /sys and /proc are read")
+	cmd.Flags().DurationVar(&f.deadline, "deadline", 30*time.Minute, "give up retrying after this long (0: one attempt)")
+	cmd.Flags().DurationVar(&f.timeout, "request-timeout", 30*time.Second, "bound on one attempt")
+}
+
+// doCheckin collects and checks in, retrying until accepted, a final
+// refusal, or the deadline.
+func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config, phase checkin.Phase, stdout, stderr io.Writer) error {
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	cfg.RequestTimeout = f.timeout
+	cfg.MinBackoff, cfg.MaxBackoff = d.minBackoff, d.maxBackoff
+	client, err := checkin.New(cfg)
+	if err != nil {
+		return err
+	}
+	inv, notes := gather(ctx, d, f.sysRoot)
+	printNotes(stderr, notes)
+	req := checkin.Request{Phase: phase, AgentVersion: agentVersion(), Inventory: inv, Notes: notes}
+	var resp checkin.Response
+	if f.deadline <= 0 {
+		resp, err = client.CheckIn(ctx, req)
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, f.deadline)
+		defer cancel()
+		resp, _, err = client.Run(ctx, req)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "checked in as node %s (%s, %s)\n", resp.Node, phase, client.Endpoint())
+	return nil
+}
+
+func newCheckinCmd(d *deps) *cobra.Command {
+	var f checkinFlags
+	var server, token, tokenFile, phase, ca string
+	cmd := &cobra.Command{
+		Use:   "checkin",
+		Short: "Collect the inventory and check in with the controller",
+		Long: "Collect the inventory and POST it to SERVER" + checkin.Path + " with the node's one-time token.\n" +
+			"The token is read from --token-file, then $RACKSTRAP_TOKEN, then --token (visible to 'ps': avoid).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ph, err := checkin.ParsePhase(phase)
+			if err != nil {
+				return fmt.Errorf("--phase: %w", err)
+			}
+			tok := token
+			if v := os.Getenv("RACKSTRAP_TOKEN"); v != "" {
+				tok = v
+			}
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				tok = strings.TrimSpace(string(b))
+			}
+			cfg := checkin.Config{Server: server, Token: tok, CAFile: ca}
+			return doCheckin(cmd.Context(), d, &f, cfg, ph, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&server, "server", "", "controller base URL, e.g. https://10.0.0.1:8443 (required)")
+	cmd.Flags().StringVar(&token, "token", "", "one-time enrolment token")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the one-time enrolment token")
+	cmd.Flags().StringVar(&phase, "phase", "", "netboot or firstboot (required)")
+	cmd.Flags().StringVar(&ca, "ca", "", "PEM CA bundle that signs the controller's certificate (default: system roots)")
+	_ = cmd.MarkFlagRequired("server")
+	_ = cmd.MarkFlagRequired("phase")
+	return cmd
+}
+
+func newRunCmd(d *deps) *cobra.Command {
+	var f checkinFlags
+	var cmdlinePath string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Check in with the settings on the kernel command line (rackstrap.server=, rackstrap.token=, rackstrap.phase=, rackstrap.ca=)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := os.ReadFile(cmdlinePath)
+			if err != nil {
+				return fmt.Errorf("read kernel command line: %w", err)
+			}
+			p, err := checkin.ParseCmdline(string(data))
+			if err != nil {
+				return err
+			}
+			cfg := checkin.Config{Server: p.Server, Token: p.Token, CAFile: p.CAFile}
+			return doCheckin(cmd.Context(), d, &f, cfg, p.Phase, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&cmdlinePath, "cmdline", "/proc/cmdline", "file holding the kernel command line")
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the agent's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info := map[string]any{
+				"version":  version,
+				"go":       runtime.Version(),
+				"platform": runtime.GOOS + "/" + runtime.GOARCH,
+				"nvml":     gpu.NVMLSupported,
+			}
+			switch output {
+			case "json":
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(info)
+			case "text":
+				nv := "with NVML"
+				if !gpu.NVMLSupported {
+					nv = "without NVML"
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "rackstrap-agent %s (%s, %s, %s)\n", version, runtime.Version(), info["platform"], nv)
+				return err
+			}
+			return errors.New("unknown output " + output + "; use json or text")
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
