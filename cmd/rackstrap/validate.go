@@ -98,8 +98,20 @@ func findingsTable(w *tabwriter.Writer, res validate.Result) {
 	if len(res.Findings) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "SEVERITY\tRULE\tLOCATION\tEXPECTED\tACTUAL\tWHAT TO DO")
+	infos := 0
+	header := false
 	for _, f := range res.Findings {
+		if f.Severity == validate.Info {
+			infos++
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "SEVERITY\tRULE\tLOCATION\tEXPECTED\tACTUAL\tWHAT TO DO")
+			header = true
+		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", f.Severity, f.Rule, dash(f.Location), dash(f.Expected), dash(f.Actual), dash(f.Hint))
+	}
+	if infos > 0 {
+		fmt.Fprintf(w, "%d informational finding(s) (in-band and out-of-band disagreements); -o json lists them\n", infos)
 	}
 }
