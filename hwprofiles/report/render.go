@@ -90,10 +90,24 @@ func WriteCSV(w io.Writer, r *Report) error {
 				"drift." + d.Field, "", "", d.Majority, o.Value, driftMessage(d, o), ""})
 		}
 	}
+	for _, row := range rows[1:] {
+		for i, cell := range row {
+			row[i] = csvSafe(cell)
+		}
+	}
 	if err := cw.WriteAll(rows); err != nil {
 		return fmt.Errorf("write csv: %w", err)
 	}
 	return nil
+}
+
+// csvSafe keeps a cell from being read as a formula by a spreadsheet:
+// inventory strings come from machines and BMCs, not from us.
+func csvSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 func (r *Report) node(name string) Node {

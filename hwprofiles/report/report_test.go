@@ -26,6 +26,7 @@ import (
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 	"github.com/rackstrap/rackstrap/hwprofiles/profile"
 	"github.com/rackstrap/rackstrap/hwprofiles/schema"
+	"github.com/rackstrap/rackstrap/hwprofiles/validate"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -258,6 +259,21 @@ func TestCSVParsesBack(t *testing.T) {
 	last := rows[len(rows)-1]
 	if col(last, "status") != "drift" || col(last, "node") != "gpu03" || col(last, "actual") != "1.1.4" {
 		t.Errorf("drift row = %q", last)
+	}
+}
+
+func TestCSVNoFormulas(t *testing.T) {
+	t.Parallel()
+	r := &Report{Rack: "r", Nodes: []Node{{Name: "n", Status: StatusPass, Serial: "=HYPERLINK(\"http://x\")",
+		Findings: []validate.Finding{{Rule: "cpu.model", Severity: validate.Error, Actual: "@SUM(A1)", Message: "+1"}}}}}
+	rows, err := csv.NewReader(bytes.NewReader(render(t, r, CSV))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cell := range rows[1] {
+		if cell != "" && strings.ContainsRune("=+@", rune(cell[0])) {
+			t.Errorf("CSV cell %q would run as a formula", cell)
+		}
 	}
 }
 
