@@ -283,6 +283,11 @@ func (c *Client) run(ctx context.Context, op string, ep Endpoint, key string, fn
 	res.Op, res.Key = op, key
 	err = wrap(op, ep, err)
 	rec := Record{Op: op, Endpoint: ep.String(), Key: key, Changed: res.Changed, Note: res.Note, Started: start, Duration: time.Since(start)}
+	if strings.HasPrefix(op, "probe") {
+		// Probes fail on every address that is no BMC: not worth a log line
+		// or an audit record.
+		return res, err
+	}
 	if err != nil {
 		rec.Class, rec.Err = FailureClass(err), err.Error()
 		c.cfg.Logger.Warn("bmc operation failed", "op", op, "bmc", rec.Endpoint, "key", key, "class", rec.Class, "err", err)

@@ -49,6 +49,12 @@ esac
 // fails the test (install openipmi), it never skips.
 func Start(t testing.TB, user, password string) *Sim {
 	t.Helper()
+	return StartAt(t, netip.MustParseAddr("127.0.0.1"), user, password)
+}
+
+// StartAt is Start on another (loopback) address.
+func StartAt(t testing.TB, addr netip.Addr, user, password string) *Sim {
+	t.Helper()
 	bin, err := exec.LookPath("ipmi_sim")
 	if err != nil {
 		t.Fatalf("ipmi_sim not found: install the Debian package openipmi (make test-deps does)")
@@ -60,18 +66,18 @@ func Start(t testing.TB, user, password string) *Sim {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port := freeUDPPort(t)
+	port := freeUDPPort(t, addr)
 	conf := fmt.Sprintf(`name "rackstrap-bmc"
 set_working_mc 0x20
   startlan 1
-    addr 127.0.0.1 %d
+    addr %s %d
     priv_limit admin
     allowed_auths_admin none md5
     guid a123456789abcdefa123456789abcdef
   endlan
   chassis_control "%s 0x20"
   user 2 true "%s" "%s" admin 10 none md5
-`, port, filepath.Join(dir, "chassis.sh"), user, password)
+`, addr, port, filepath.Join(dir, "chassis.sh"), user, password)
 	for name, body := range map[string]string{"bmc.emu": emu, "lan.conf": conf, "chassis.sh": chassis} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
@@ -99,13 +105,13 @@ set_working_mc 0x20
 		}
 		log.Close()
 	})
-	s := &Sim{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), User: user, Password: password, dir: dir}
+	s := &Sim{Addr: netip.AddrPortFrom(addr, uint16(port)), User: user, Password: password, dir: dir}
 	// Ready when ipmitool gets an answer (normally well under a second).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		c := exec.CommandContext(ctx, "ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "1",
-			"-H", "127.0.0.1", "-p", fmt.Sprint(port), "-U", user, "-E", "chassis", "power", "status")
+			"-H", addr.String(), "-p", fmt.Sprint(port), "-U", user, "-E", "chassis", "power", "status")
 		c.Env = []string{"IPMITOOL_PASSWORD=" + password}
 		out, err := c.CombinedOutput()
 		cancel()
@@ -140,8 +146,8 @@ func (s *Sim) read(name, def string) string {
 	return strings.TrimSpace(string(data))
 }
 
-func freeUDPPort(t testing.TB) int {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+func freeUDPPort(t testing.TB, addr netip.Addr) int {
+	c, err := net.ListenPacket("udp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}
