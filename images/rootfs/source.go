@@ -138,7 +138,8 @@ func (t *Tree) AddTar(r io.Reader, layer, scratch string) (Skipped, error) {
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
 		return sk, err
 	}
-	tr := tar.NewReader(plain)
+	tail := &tailReader{r: plain}
+	tr := tar.NewReader(tail)
 	added := map[string]bool{}
 	n := 0
 	for {
@@ -146,6 +147,11 @@ func (t *Tree) AddTar(r io.Reader, layer, scratch string) (Skipped, error) {
 		if errors.Is(err, io.EOF) {
 			if n == 0 {
 				return sk, fmt.Errorf("no entries; is it a tar file?")
+			}
+			// archive/tar also reports a clean io.EOF when the stream stops
+			// between entries; a complete archive ends with two zero blocks.
+			if !tail.endsInZeroBlocks() {
+				return sk, fmt.Errorf("truncated after %d entries (no end-of-archive marker); the tarball is incomplete, copy or re-create it", n)
 			}
 			return sk, nil
 		}
@@ -242,4 +248,36 @@ func (t *Tree) AddTar(r io.Reader, layer, scratch string) (Skipped, error) {
 		}
 		added[p] = true
 	}
+}
+
+// tailReader remembers the last 1024 bytes read through it.
+type tailReader struct {
+	r    io.Reader
+	last [1024]byte
+	n    int64
+}
+
+func (t *tailReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	b := p[:n]
+	if len(b) >= len(t.last) {
+		copy(t.last[:], b[len(b)-len(t.last):])
+	} else {
+		copy(t.last[:], t.last[len(b):])
+		copy(t.last[len(t.last)-len(b):], b)
+	}
+	t.n += int64(n)
+	return n, err
+}
+
+func (t *tailReader) endsInZeroBlocks() bool {
+	if t.n < int64(len(t.last)) {
+		return false
+	}
+	for _, c := range t.last {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
