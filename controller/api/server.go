@@ -66,6 +66,8 @@ var routes = []route{
 	{"GET", "/api/v1/operations", (*Server).listOperations},
 	{"GET", "/api/v1/operations/{id}", (*Server).getOperation},
 	{"POST", "/api/v1/agent/checkin", (*Server).checkIn},
+	{"GET", "/api/v1/agent/task", (*Server).nextTask},
+	{"POST", "/api/v1/agent/task/result", (*Server).taskResult},
 }
 
 // New builds the API. reg receives the API's own series (nodes per state);
@@ -441,10 +443,12 @@ type CheckInRequest struct {
 	Inventory    json.RawMessage `json:"inventory"`
 }
 
-// CheckInReply tells the agent which node it was pinned to.
+// CheckInReply tells the agent which node it was pinned to, and gives it a
+// session token for fetching its tasks.
 type CheckInReply struct {
 	Node     string `json:"node"`
 	Accepted bool   `json:"accepted"`
+	Session  string `json:"session"`
 }
 
 func (s *Server) checkIn(w http.ResponseWriter, r *http.Request) error {
@@ -474,5 +478,61 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
-	return writeJSON(w, http.StatusOK, CheckInReply{Node: node, Accepted: true})
+	session, err := s.db.IssueToken(r.Context(), node, "session", store.SessionTTL, "controller")
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, CheckInReply{Node: node, Accepted: true, Session: session})
+}
+
+// sessionNode authenticates an agent's session token.
+func (s *Server) sessionNode(r *http.Request) (string, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return "", &httpError{http.StatusUnauthorized, Error{"unauthorized", "no agent session token", "check in first: the check-in reply carries the session token"}}
+	}
+	node, err := s.db.Session(r.Context(), token)
+	if errors.Is(err, store.ErrTokenInvalid) || errors.Is(err, store.ErrTokenExpired) {
+		return "", &httpError{http.StatusUnauthorized, Error{"unauthorized", "agent session: " + err.Error(), "check in again"}}
+	}
+	return node, err
+}
+
+func (s *Server) nextTask(w http.ResponseWriter, r *http.Request) error {
+	node, err := s.sessionNode(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.db.NextTask(r.Context(), node)
+	if err != nil {
+		return err
+	}
+	if t == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return writeJSON(w, http.StatusOK, t)
+}
+
+// TaskResult is what an agent reports when a task ends.
+type TaskResult struct {
+	Key     string          `json:"key"`
+	OK      bool            `json:"ok"`
+	Message string          `json:"message,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+}
+
+func (s *Server) taskResult(w http.ResponseWriter, r *http.Request) error {
+	node, err := s.sessionNode(r)
+	if err != nil {
+		return err
+	}
+	var in TaskResult
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if err := s.db.FinishTask(r.Context(), node, in.Key, in.OK, in.Result, in.Message, "agent:"+node); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]bool{"recorded": true})
 }

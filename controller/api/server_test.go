@@ -108,7 +108,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		if resp.StatusCode == http.StatusMethodNotAllowed || strings.Contains(string(b), `"no route`) {
 			t.Errorf("%s %s = %d %s: documented but not served", method, path, resp.StatusCode, b)
 		}
-		if resp.StatusCode >= 400 && path != "/api/v1/operations/{id}" && path != "/api/v1/agent/checkin" {
+		if resp.StatusCode >= 400 && path != "/api/v1/operations/{id}" && !strings.HasPrefix(path, "/api/v1/agent/") {
 			t.Errorf("%s %s = %d %s", method, path, resp.StatusCode, b)
 		}
 	}
@@ -259,5 +259,53 @@ func TestAgentCheckIn(t *testing.T) {
 	}
 	if c, _ := db.LatestCheckIn(ctx, "n1", "netboot", time.Time{}); c == nil || !strings.Contains(string(c.Inventory), "S1") {
 		t.Errorf("check-in not stored: %+v", c)
+	}
+}
+
+func TestAgentTasks(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	ctx := context.Background()
+	db.CreateNode(ctx, model.Node{Name: "n1"}, "test")
+	db.CreateNode(ctx, model.Node{Name: "n2"}, "test")
+	tok, _ := db.IssueToken(ctx, "n1", "netboot", time.Hour, "test")
+	call := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := call("POST", "/api/v1/agent/checkin", tok, `{"phase":"netboot"}`)
+	var reply CheckInReply
+	if json.Unmarshal([]byte(body), &reply); code != 200 || reply.Session == "" {
+		t.Fatalf("check-in = %d %s", code, body)
+	}
+	if code, _ := call("GET", "/api/v1/agent/task", reply.Session, ""); code != 204 {
+		t.Errorf("no task yet = %d, want 204", code)
+	}
+	if code, _ := call("GET", "/api/v1/agent/task", tok, ""); code != 401 {
+		t.Errorf("enrolment token used as session = %d, want 401", code)
+	}
+	db.PutTask(ctx, store.Task{Key: "n2/image/1", Node: "n2", Kind: "image"}, "test")
+	db.PutTask(ctx, store.Task{Key: "n1/image/1", Node: "n1", Kind: "image", Payload: json.RawMessage(`{"url":"http://x/i"}`)}, "test")
+	code, body = call("GET", "/api/v1/agent/task", reply.Session, "")
+	if code != 200 || !strings.Contains(body, "n1/image/1") {
+		t.Fatalf("next task = %d %s", code, body)
+	}
+	if code, _ := call("POST", "/api/v1/agent/task/result", reply.Session, `{"key":"n2/image/1","ok":true}`); code != 404 {
+		t.Errorf("finishing another node's task = %d, want 404", code)
+	}
+	if code, body := call("POST", "/api/v1/agent/task/result", reply.Session, `{"key":"n1/image/1","ok":true,"result":{"sha256":"ab"}}`); code != 200 {
+		t.Errorf("task result = %d %s", code, body)
+	}
+	got, _ := db.GetTask(ctx, "n1/image/1")
+	other, _ := db.GetTask(ctx, "n2/image/1")
+	if got.Status != store.TaskDone || string(got.Result) != `{"sha256":"ab"}` || other.Status != store.TaskPending {
+		t.Errorf("tasks after report: mine %+v, other %+v", got, other)
 	}
 }

@@ -87,6 +87,19 @@ var migrations = []string{
 		inventory TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX checkins_node ON checkins(node, phase, at);`,
+	// 3: tasks for the in-band agent (image the disk, run burn-in).
+	`CREATE TABLE agent_tasks (
+		idem_key TEXT PRIMARY KEY,
+		node TEXT NOT NULL REFERENCES nodes(name),
+		kind TEXT NOT NULL,
+		payload TEXT NOT NULL DEFAULT '',
+		status TEXT NOT NULL,
+		result TEXT NOT NULL DEFAULT '',
+		message TEXT NOT NULL DEFAULT '',
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE INDEX agent_tasks_node ON agent_tasks(node, status);`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {
