@@ -72,14 +72,19 @@ func runServices(dir string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	base := "http://" + srvIP + ":8080"
-	d, err := dhcp.New(dhcp.Config{
+	cfg := dhcp.Config{
 		Interface: "br0",
 		Subnets: []dhcp.Subnet{{
 			Prefix: netip.MustParsePrefix("10.222.0.0/24"),
 			Pools:  []dhcp.Range{{Start: netip.MustParseAddr("10.222.0.100"), End: netip.MustParseAddr("10.222.0.150")}},
 		}},
 		Boot: dhcp.Boot{ScriptURL: base + "/ipxe?mac={mac}"},
-	}, log, dhcp.Deps{Store: dhcp.NewFileStore(filepath.Join(dir, "leases")), Observer: &printer{enc: json.NewEncoder(os.Stdout)}})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "proxy")); err == nil {
+		// Another server (dnsmasq) hands out the addresses.
+		cfg.Mode, cfg.Subnets = dhcp.ModeProxy, nil
+	}
+	d, err := dhcp.New(cfg, log, dhcp.Deps{Store: dhcp.NewFileStore(filepath.Join(dir, "leases")), Observer: &printer{enc: json.NewEncoder(os.Stdout)}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -156,11 +161,12 @@ func kernel(t *testing.T) string {
 	if len(debs) != 1 {
 		t.Fatalf("apt-get download %s left %v", pkg, debs)
 	}
-	script := fmt.Sprintf("dpkg-deb --fsys-tarfile %q | tar -xO --wildcards './boot/vmlinuz-*' > %q", debs[0], k+".tmp")
+	tmpK := k + ".tmp-" + nettest.Suffix() // parallel tests may extract at once
+	script := fmt.Sprintf("dpkg-deb --fsys-tarfile %q | tar -xO --wildcards './boot/vmlinuz-*' > %q", debs[0], tmpK)
 	if b, err := exec.CommandContext(ctx, "sh", "-c", script).CombinedOutput(); err != nil {
 		t.Fatalf("extract the kernel: %v\n%s", err, b)
 	}
-	if err := os.Rename(k+".tmp", k); err != nil {
+	if err := os.Rename(tmpK, k); err != nil {
 		t.Fatal(err)
 	}
 	return k
@@ -204,7 +210,10 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-func TestQEMUBoot(t *testing.T) {
+// lab prepares the artifacts and a namespace with bridge br0 (srvIP/24) and
+// the given taps, and starts the services in it (proxyDHCP when proxy is
+// set). It returns the namespace, the artifact dir and the services' output.
+func lab(t *testing.T, proxy bool, taps ...string) (string, string, func() string) {
 	nettest.Require(t, map[string]string{
 		"qemu-system-x86_64": "qemu-system-x86", "/usr/lib/ipxe/snponly.efi": "ipxe",
 		"/usr/share/OVMF/OVMF_CODE.fd": "ovmf", "cpio": "cpio", "/bin/busybox": "busybox-static", "ip": "iproute2",
@@ -218,12 +227,15 @@ func TestQEMUBoot(t *testing.T) {
 	copyFile(t, "/usr/lib/ipxe/undionly.kpxe", filepath.Join(dir, "tftp", "undionly.kpxe"))
 	copyFile(t, kernel(t), filepath.Join(dir, "http", "vmlinuz"))
 	initramfs(t, filepath.Join(dir, "http", "initrd.gz"))
+	if proxy {
+		os.WriteFile(filepath.Join(dir, "proxy"), nil, 0o644)
+	}
 
 	ns := nettest.NS(t, "rsp-boot")
 	nettest.Run(t, "ip", "-n", ns, "link", "add", "br0", "type", "bridge")
 	nettest.Run(t, "ip", "-n", ns, "addr", "add", srvIP+"/24", "dev", "br0")
 	nettest.Run(t, "ip", "-n", ns, "link", "set", "br0", "up")
-	for _, tap := range []string{"tap0", "tap1"} {
+	for _, tap := range taps {
 		nettest.Run(t, "ip", "-n", ns, "tuntap", "add", "dev", tap, "mode", "tap")
 		nettest.Run(t, "ip", "-n", ns, "link", "set", tap, "master", "br0")
 		nettest.Run(t, "ip", "-n", ns, "link", "set", tap, "up")
@@ -233,7 +245,41 @@ func TestQEMUBoot(t *testing.T) {
 	if !nettest.WaitFor(10*time.Second, func() bool { return strings.Count(srvOut(), "msg=serving") == 3 }) {
 		t.Fatalf("services did not start:\n%s", srvOut())
 	}
+	return ns, dir, srvOut
+}
 
+// boot runs QEMU on tap until it powers off or the deadline passes, and
+// returns its serial console.
+func boot(t *testing.T, ns, name string, args ...string) string {
+	t.Helper()
+	args = append([]string{"qemu-system-x86_64", "-machine", "accel=tcg", "-m", "512", "-nodefaults",
+		"-display", "none", "-serial", "stdio", "-no-reboot", "-boot", "n"}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Second) // TCG on a busy 2-core machine
+	defer cancel()
+	cmd := nettest.Cmd(ctx, ns, args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	t.Logf("%s boot took %v (qemu: %v)", name, time.Since(start).Round(time.Second), err)
+	return out.String()
+}
+
+// acked lists the boot files the DHCP server gave mac in events of type typ.
+func acked(out, typ, mac string) []string {
+	var got []string
+	for _, line := range strings.Split(out, "\n") {
+		var e dhcp.Event
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == typ && e.Client.MAC.String() == mac {
+			got = append(got, e.Boot.File)
+		}
+	}
+	return got
+}
+
+func TestQEMUBoot(t *testing.T) {
+	t.Parallel()
+	ns, dir, srvOut := lab(t, false, "tap0", "tap1")
 	vms := map[string]struct {
 		tap, mac, platform string
 		args               []string
@@ -256,33 +302,40 @@ func TestQEMUBoot(t *testing.T) {
 			if name == "uefi" {
 				nic += ",romfile=" // OVMF's own PXE, so snponly.efi comes over our TFTP
 			}
-			args := append([]string{"qemu-system-x86_64", "-machine", "accel=tcg", "-m", "512", "-nodefaults",
-				"-display", "none", "-serial", "stdio", "-no-reboot", "-boot", "n",
-				"-netdev", "tap,id=n0,ifname=" + vm.tap + ",script=no,downscript=no", "-device", nic}, vm.args...)
-			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-			defer cancel()
-			cmd := nettest.Cmd(ctx, ns, args...)
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
-			start := time.Now()
-			err := cmd.Run()
-			console := out.String()
-			t.Logf("%s boot took %v", name, time.Since(start).Round(time.Second))
+			console := boot(t, ns, name, append([]string{"-netdev", "tap,id=n0,ifname=" + vm.tap + ",script=no,downscript=no", "-device", nic}, vm.args...)...)
 			want := fmt.Sprintf("rackstrap.platform=%s rackstrap.mac=%s", vm.platform, vm.mac)
 			if !strings.Contains(console, marker) || !strings.Contains(console, want) {
-				t.Fatalf("no %s with %q on the console (qemu: %v):\n%s\nservices:\n%s", marker, want, err, tail(console), tail(srvOut()))
+				t.Fatalf("no %s with %q on the console:\n%s\nservices:\n%s", marker, want, tail(console), tail(srvOut()))
 			}
-			var got []string
-			for _, line := range strings.Split(srvOut(), "\n") {
-				var e dhcp.Event
-				if json.Unmarshal([]byte(line), &e) == nil && e.Type == "ACK" && e.Client.MAC.String() == vm.mac {
-					got = append(got, e.Boot.File)
-				}
-			}
-			if strings.Join(got, " ") != strings.Join(vm.boots, " ") {
+			if got := acked(srvOut(), "ACK", vm.mac); strings.Join(got, " ") != strings.Join(vm.boots, " ") {
 				t.Errorf("boot files acknowledged = %q, want %q", got, vm.boots)
 			}
 		})
+	}
+}
+
+// TestQEMUProxyDHCP boots SeaBIOS's iPXE ROM where dnsmasq hands out the
+// address and our server runs as proxyDHCP (port 67 offer, port 4011 ACK).
+func TestQEMUProxyDHCP(t *testing.T) {
+	t.Parallel()
+	nettest.Require(t, map[string]string{"dnsmasq": "dnsmasq-base"})
+	ns, dir, srvOut := lab(t, true, "tap0")
+	conf := filepath.Join(dir, "dnsmasq.conf")
+	os.WriteFile(conf, []byte("port=0\ninterface=br0\nbind-interfaces\nno-ping\nlog-dhcp\n"+
+		"dhcp-range=10.222.0.160,10.222.0.180,255.255.255.0,1h\ndhcp-leasefile="+filepath.Join(dir, "dnsmasq.leases")+"\n"), 0o644)
+	_, dnsOut := nettest.Start(t, ns, "dnsmasq", "--keep-in-foreground", "--log-facility=-", "--conf-file="+conf)
+	const mac = "52:54:00:12:34:03"
+	console := boot(t, ns, "proxy", "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac="+mac)
+	want := "rackstrap.platform=pcbios rackstrap.mac=" + mac
+	if !strings.Contains(console, marker) || !strings.Contains(console, want) {
+		t.Fatalf("no %s with %q on the console:\n%s\nservices:\n%s\ndnsmasq:\n%s", marker, want, tail(console), tail(srvOut()), tail(dnsOut()))
+	}
+	if !strings.Contains(dnsOut(), "DHCPACK(br0) 10.222.0.1") {
+		t.Errorf("dnsmasq acknowledged no address:\n%s", tail(dnsOut()))
+	}
+	script := "http://" + srvIP + ":8080/ipxe?mac=" + mac
+	if got := acked(srvOut(), "PROXY-OFFER", mac); len(got) == 0 || got[0] != script {
+		t.Errorf("proxy offers = %q, want %q", got, script)
 	}
 }
 
