@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 )
@@ -365,6 +366,63 @@ func NormalizeHexID(s string, width int) string {
 	s = strings.TrimPrefix(s, "0x")
 	for len(s) < width {
 		s = "0" + s
+	}
+	return s
+}
+
+// Normalize puts identifiers into the model's canonical form, in place:
+// MACs lower-case colon form, PCI addresses lower case with a domain
+// ("17:00.0" → "0000:17:00.0"), PCI ids lower-case hex without "0x". Producers
+// (the agent, the BMC mapping) call it before sending an inventory.
+func (inv *Inventory) Normalize() {
+	inv.BMC.MAC = normMAC(inv.BMC.MAC)
+	for i := range inv.PCI {
+		d := &inv.PCI[i]
+		d.Address = NormalizePCIAddress(d.Address)
+		d.VendorID, d.DeviceID = normID(d.VendorID, 4), normID(d.DeviceID, 4)
+		d.SubVendorID, d.SubDeviceID = normID(d.SubVendorID, 4), normID(d.SubDeviceID, 4)
+		d.Class = normID(d.Class, 6)
+	}
+	for i := range inv.NICs {
+		n := &inv.NICs[i]
+		n.MAC = normMAC(n.MAC)
+		n.PCIAddress = NormalizePCIAddress(n.PCIAddress)
+	}
+	for i := range inv.Disks {
+		inv.Disks[i].PCIAddress = NormalizePCIAddress(inv.Disks[i].PCIAddress)
+	}
+	for i := range inv.GPUs {
+		inv.GPUs[i].PCIAddress = NormalizePCIAddress(inv.GPUs[i].PCIAddress)
+	}
+}
+
+func normID(s string, width int) string {
+	if s == "" {
+		return ""
+	}
+	return NormalizeHexID(s, width)
+}
+
+func normMAC(s string) string {
+	if hw, err := net.ParseMAC(strings.TrimSpace(s)); err == nil {
+		return hw.String()
+	}
+	return s
+}
+
+// NormalizePCIAddress returns a PCI address as domain:bus:device.function in
+// lower case; NVML's "00000000:17:00.0" and lspci's "17:00.0" both become
+// "0000:17:00.0". Anything else is returned trimmed and lower-cased.
+func NormalizePCIAddress(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	parts := strings.Split(s, ":")
+	switch len(parts) {
+	case 2:
+		return "0000:" + s
+	case 3:
+		if d := strings.TrimLeft(parts[0], "0"); len(parts[0]) > 4 && len(d) <= 4 {
+			return fmt.Sprintf("%04s:%s:%s", d, parts[1], parts[2])
+		}
 	}
 	return s
 }

@@ -178,3 +178,23 @@ func TestPCIeGen(t *testing.T) {
 		t.Errorf("NormalizeHexID(0x10DE) = %q, want 10de", got)
 	}
 }
+
+func TestNormalize(t *testing.T) {
+	t.Parallel()
+	inv := &Inventory{
+		BMC:  BMC{MAC: "AA-BB-CC-DD-EE-FF"},
+		PCI:  []PCIDevice{{Address: "17:00.0", VendorID: "0x10DE", DeviceID: "2330", Class: "0x30200"}},
+		NICs: []NIC{{MAC: "94:6D:AE:00:00:01", PCIAddress: "0000:1A:00.0"}},
+		GPUs: []GPU{{PCIAddress: "00000000:1B:00.0"}},
+	}
+	inv.Normalize()
+	want := &Inventory{
+		BMC:  BMC{MAC: "aa:bb:cc:dd:ee:ff"},
+		PCI:  []PCIDevice{{Address: "0000:17:00.0", VendorID: "10de", DeviceID: "2330", Class: "030200"}},
+		NICs: []NIC{{MAC: "94:6d:ae:00:00:01", PCIAddress: "0000:1a:00.0"}},
+		GPUs: []GPU{{PCIAddress: "0000:1b:00.0"}},
+	}
+	if diff := cmp.Diff(want, inv); diff != "" {
+		t.Errorf("Normalize (-want +got):\n%s", diff)
+	}
+}
