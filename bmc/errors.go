@@ -179,6 +179,9 @@ func classify(err error) string {
 		strings.Contains(s, "connection refused"), strings.Contains(s, "connection reset"),
 		strings.Contains(s, "i/o timeout"), strings.Contains(s, "deadline exceeded"):
 		return ClassUnreachable
+	case strings.Contains(s, "does not support"), strings.Contains(s, "not a supported media type"),
+		strings.Contains(s, "no virtual media found"):
+		return ClassUnsupported
 	case strings.Contains(s, errBodyTooLarge.Error()), strings.Contains(s, errRedirect.Error()),
 		strings.Contains(s, errContentType.Error()), strings.Contains(s, "invalid character"),
 		strings.Contains(s, "unexpected end of json"), strings.Contains(s, "unexpected eof"):

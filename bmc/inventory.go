@@ -168,7 +168,7 @@ func (r *rfReader) readInventory(ctx context.Context, host string) (*inventory.I
 			if err := r.get(ctx, p, &e); err != nil {
 				return err
 			}
-			if mac := normalizeMAC(first(e.PermanentMACAddress, e.MACAddress)); mac != "" && inv.BMC.MAC == "" {
+			if mac := e.mac(); mac != "" && inv.BMC.MAC == "" {
 				inv.BMC.MAC = mac
 			}
 			return nil
@@ -268,7 +268,7 @@ func dimmOf(m rfMemory) inventory.DIMM {
 }
 
 func addNIC(inv *inventory.Inventory, e rfEthernet) {
-	mac := normalizeMAC(first(e.PermanentMACAddress, e.MACAddress))
+	mac := e.mac()
 	if mac == "" {
 		return
 	}

@@ -195,7 +195,9 @@ type rfMemory struct {
 }
 
 type rfEthernet struct {
-	ID                  string `json:"Id"`
+	ID                    string `json:"Id"`
+	EthernetInterfaceType string
+	Links                 struct{ HostInterface odataLink }
 	Description         string
 	MACAddress          string
 	PermanentMACAddress string
@@ -311,4 +313,15 @@ func (n flexNum) u64() uint64 {
 		return 0
 	}
 	return uint64(n)
+}
+
+// mac is the interface's MAC as it appears on the wire (the current one,
+// which DHCP sees, before the permanent one), or "" for an interface that
+// is no physical port: the Redfish host interface between host and BMC, or
+// a VLAN.
+func (e rfEthernet) mac() string {
+	if e.Links.HostInterface.ID != "" || e.EthernetInterfaceType == "Virtual" {
+		return ""
+	}
+	return normalizeMAC(first(e.MACAddress, e.PermanentMACAddress))
 }

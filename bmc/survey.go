@@ -91,7 +91,7 @@ func (c *Client) Survey(ctx context.Context, ep Endpoint) (Survey, error) {
 			if err := cn.rf.get(ctx, p, &e); err != nil {
 				return err
 			}
-			if mac := normalizeMAC(first(e.PermanentMACAddress, e.MACAddress)); mac != "" && !slices.Contains(out.HostMACs, mac) {
+			if mac := e.mac(); mac != "" && !slices.Contains(out.HostMACs, mac) {
 				out.HostMACs = append(out.HostMACs, mac)
 			}
 			return nil
@@ -109,7 +109,7 @@ func (c *Client) Survey(ctx context.Context, ep Endpoint) (Survey, error) {
 				if err := cn.rf.get(ctx, p, &e); err != nil {
 					return err
 				}
-				if mac := normalizeMAC(first(e.PermanentMACAddress, e.MACAddress)); mac != "" && out.BMCMAC == "" {
+				if mac := e.mac(); mac != "" && out.BMCMAC == "" {
 					out.BMCMAC = mac
 				}
 				return nil
