@@ -249,3 +249,15 @@ func ipDiff(a, b netip.Addr) uint32 {
 }
 
 func macString(hw net.HardwareAddr) string { return hw.String() }
+
+// Identify returns the MAC holding a bound lease on ip: how the HTTP and
+// TFTP access logs name the node behind a client address.
+func (s *Server) Identify(ip netip.Addr) (string, bool) {
+	s.tab.mu.Lock()
+	defer s.tab.mu.Unlock()
+	e := s.tab.byIP[ip]
+	if e == nil || e.offered || e.State != Bound || e.MAC == "" {
+		return "", false
+	}
+	return e.MAC, true
+}

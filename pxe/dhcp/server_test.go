@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // testLogger writes to t.Log.
@@ -209,6 +210,9 @@ func TestRelayedDORA(t *testing.T) {
 	}
 	if ack.BootFileName != "" {
 		t.Errorf("plain client got boot file %q, want none", ack.BootFileName)
+	}
+	if got, ok := h.srv.Identify(netip.MustParseAddr("127.0.0.100")); !ok || got != mac.String() {
+		t.Errorf("Identify(127.0.0.100) = %q, %v, want %v", got, ok, mac)
 	}
 	// The same client asking again keeps its address.
 	_, again := dora(t, h.relay, mac)
@@ -432,5 +436,40 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("New(%s) error = %v, want ErrConfig", name, err)
 			}
 		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	h := start(t, loopConfig(0), nil)
+	dora(t, h.relay, net.HardwareAddr{2, 0, 0, 0, 2, 1})
+	reg := prometheus.NewRegistry()
+	if err := h.srv.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for key, v := range map[string]float64{
+		"rackstrap_dhcp_pool_addresses,state=bound,subnet=127.0.0.0/8": 1,
+		"rackstrap_dhcp_pool_addresses,state=size,subnet=127.0.0.0/8":  3,
+		"rackstrap_dhcp_packets_total,direction=in,type=DISCOVER":      1,
+		"rackstrap_dhcp_packets_total,direction=out,type=ACK":          1,
+		"rackstrap_dhcp_events_total,event=dropped":                    0,
+	} {
+		if g, ok := got[key]; !ok || g != v {
+			t.Errorf("metric %s = %v (present %v), want %v", key, g, ok, v)
+		}
 	}
 }

@@ -100,7 +100,8 @@ func runServices(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	h, err := pxehttp.New(pxehttp.Config{Addr: netip.MustParseAddrPort(srvIP + ":8080")}, log, hdir, scripts{base: base})
+	h, err := pxehttp.New(pxehttp.Config{Addr: netip.MustParseAddrPort(srvIP + ":8080")}, log,
+		pxehttp.Deps{Files: hdir, Scripts: scripts{base: base}, Identities: d})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -27,6 +27,20 @@ type Scripts interface {
 	Script(ctx context.Context, mac net.HardwareAddr) ([]byte, error)
 }
 
+// Identities names the node behind a client address (the DHCP server's
+// leases satisfy it), for the access log.
+type Identities interface {
+	Identify(ip netip.Addr) (mac string, ok bool)
+}
+
+// Deps are the server's collaborators; any may be nil (their requests get
+// 404, the access log shows no MAC).
+type Deps struct {
+	Files      artifact.Source
+	Scripts    Scripts
+	Identities Identities
+}
+
 // Config configures a Server.
 type Config struct {
 	// Addr is the listen address (default 0.0.0.0:8080).
@@ -77,6 +91,7 @@ type Server struct {
 	log     *slog.Logger
 	src     artifact.Source
 	scripts Scripts
+	ids     Identities
 	sem     chan struct{}
 
 	requests, nScripts, files, notFound, refused, busy, errs, bytes atomic.Uint64
@@ -86,9 +101,8 @@ type Server struct {
 	addr  netip.AddrPort
 }
 
-// New validates cfg and returns a server for src's files and scripts's
-// scripts (either may be nil: its requests get 404).
-func New(cfg Config, log *slog.Logger, src artifact.Source, scripts Scripts) (*Server, error) {
+// New validates cfg and returns a server.
+func New(cfg Config, log *slog.Logger, deps Deps) (*Server, error) {
 	cfg = cfg.withDefaults()
 	if cfg.MaxConcurrent < 1 || cfg.QueueWait < 0 {
 		return nil, errors.New("pxe/http: invalid configuration: max concurrent must be positive")
@@ -99,7 +113,7 @@ func New(cfg Config, log *slog.Logger, src artifact.Source, scripts Scripts) (*S
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: log.With("service", "http"), src: src, scripts: scripts,
+	return &Server{cfg: cfg, log: log.With("service", "http"), src: deps.Files, scripts: deps.Scripts, ids: deps.Identities,
 		sem: make(chan struct{}, cfg.MaxConcurrent), ready: make(chan struct{})}, nil
 }
 
@@ -193,6 +207,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	lw := &logWriter{ResponseWriter: w}
 	mac := r.URL.Query().Get("mac")
 	defer func() {
+		if mac == "" && s.ids != nil {
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+				mac, _ = s.ids.Identify(ap.Addr().Unmap())
+			}
+		}
 		s.bytes.Add(uint64(lw.n))
 		s.log.Info("request", "remote", r.RemoteAddr, "mac", mac, "method", r.Method, "path", r.URL.Path,
 			"range", r.Header.Get("Range"), "status", lw.status, "bytes", lw.n, "duration", time.Since(start))

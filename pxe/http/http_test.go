@@ -51,8 +51,8 @@ func serve(t *testing.T) (*Server, string, []byte) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
-	s, err := New(Config{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, log, dir,
-		scripts{"52:54:00:12:34:01": "#!ipxe\nexit\n"})
+	s, err := New(Config{Addr: netip.MustParseAddrPort("127.0.0.1:0")}, log, Deps{Files: dir,
+		Scripts: scripts{"52:54:00:12:34:01": "#!ipxe\nexit\n"}, Identities: ids{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,3 +148,7 @@ func TestScript(t *testing.T) {
 		t.Errorf("POST: %v %v, want 405", resp, err)
 	}
 }
+
+type ids struct{}
+
+func (ids) Identify(ip netip.Addr) (string, bool) { return "52:54:00:12:34:01", ip.IsLoopback() }

@@ -128,7 +128,7 @@ func run() error {
 			g.Go(func() error { return srv.Serve(gctx) })
 		}
 		if *httpAddr != "" {
-			srv, err := pxehttp.New(pxehttp.Config{Addr: netip.MustParseAddrPort(*httpAddr), MaxConcurrent: 2048}, log, src, nil)
+			srv, err := pxehttp.New(pxehttp.Config{Addr: netip.MustParseAddrPort(*httpAddr), MaxConcurrent: 2048}, log, pxehttp.Deps{Files: src})
 			if err != nil {
 				return err
 			}
