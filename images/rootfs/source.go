@@ -129,7 +129,17 @@ func (t *Tree) AddTarball(file, layer, scratch string) (Skipped, error) {
 // OCI whiteouts (.wh.NAME removes NAME, .wh..wh..opq empties a directory of
 // what lower layers put there).
 func (t *Tree) AddTar(r io.Reader, layer, scratch string) (Skipped, error) {
+	return t.addTar(r, layer, scratch, MaxTarBytes)
+}
+
+// MaxTarBytes bounds what one tarball may expand to. Sparse entries make
+// holes out of nothing, so a tiny hostile archive could otherwise fill the
+// disk; no root filesystem layer comes near this.
+const MaxTarBytes = 1 << 40
+
+func (t *Tree) addTar(r io.Reader, layer, scratch string, limit int64) (Skipped, error) {
 	var sk Skipped
+	var total int64
 	plain, err := Decompress(r)
 	if err != nil {
 		return sk, fmt.Errorf("read compressed stream: %w; the file is damaged or truncated, re-create it", err)
@@ -213,7 +223,12 @@ func (t *Tree) AddTar(r io.Reader, layer, scratch string) (Skipped, error) {
 			if err != nil {
 				return sk, err
 			}
+			if h.Size > limit-total {
+				w.Close()
+				return sk, fmt.Errorf("entry %q is %d bytes: the archive expands past %d bytes; it is not a root filesystem layer", h.Name, h.Size, limit)
+			}
 			m, err := io.Copy(w, tr)
+			total += m
 			if cerr := w.Close(); err == nil {
 				err = cerr
 			}
