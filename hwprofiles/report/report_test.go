@@ -324,6 +324,17 @@ func TestHTMLInChromium(t *testing.T) {
 		t.Fatalf("screenshot %s: %v (size %d)", shot, err, sizeOf(st))
 	}
 	t.Logf("screenshot kept at %s", shot)
+	// The printable layout: Chromium prints it to PDF (print styles apply).
+	pdf := filepath.Join(artifactDir(t), "r01-report.pdf")
+	run("--no-pdf-header-footer", "--print-to-pdf="+pdf, "file://"+page)
+	b, err := os.ReadFile(pdf)
+	if err != nil || !bytes.HasPrefix(b, []byte("%PDF-")) {
+		t.Fatalf("print to PDF: %v, %d bytes", err, len(b))
+	}
+	// The findings start on a new page (break-before in the print styles).
+	if pages := bytes.Count(b, []byte("/Type /Page")) - bytes.Count(b, []byte("/Type /Pages")); pages < 2 {
+		t.Errorf("printed report has %d page(s), want the findings on a page of their own", pages)
+	}
 
 	dom, err := html.Parse(bytes.NewReader(run("--dump-dom", "file://"+page)))
 	if err != nil {
