@@ -247,12 +247,6 @@ func (r IntRange) String() string {
 	return r.b.format(func(v float64) string { return strconv.FormatInt(int64(v), 10) })
 }
 
-// Ints builds an IntRange in code (tests, defaults): exact when min == max.
-func Ints(min, max int) *IntRange {
-	lo, hi := float64(min), float64(max)
-	return &IntRange{bound{Min: &lo, Max: &hi}}
-}
-
 func parseInt(s string) (float64, error) {
 	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil || v < 0 {
