@@ -265,6 +265,7 @@ func Retryable(err error) bool {
 // (set its deadline to bound the whole run). Attempts counts the posts made.
 func (c *Client) Run(ctx context.Context, req Request) (resp Response, attempts int, err error) {
 	backoff := c.cfg.MinBackoff
+	var prev error // the last error that was the controller's, not the deadline's
 	for {
 		attempts++
 		r, after, err := c.attempt(ctx, req)
@@ -272,12 +273,16 @@ func (c *Client) Run(ctx context.Context, req Request) (resp Response, attempts 
 			c.cfg.Logger.Info("check-in accepted", "node", r.Node, "attempt", attempts)
 			return r, attempts, nil
 		}
-		if !Retryable(err) || ctx.Err() != nil {
-			if ctx.Err() != nil && Retryable(err) {
-				err = fmt.Errorf("checkin: gave up after %d attempts: %w (last error: %w)", attempts, ctx.Err(), err)
+		if ctx.Err() != nil {
+			if prev == nil {
+				prev = err
 			}
+			return Response{}, attempts, fmt.Errorf("checkin: gave up after %d attempts: %w (last error: %w)", attempts, ctx.Err(), prev)
+		}
+		if !Retryable(err) {
 			return Response{}, attempts, err
 		}
+		prev = err
 		// Full jitter between half the backoff and the backoff, so a rack
 		// of nodes that all booted at once does not retry in step.
 		wait := backoff/2 + rand.N(backoff/2+1)

@@ -35,6 +35,11 @@ func collectSMBIOS(r *reader, inv *inventory.Inventory) ([]string, error) {
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w; DIMMs not reported", smbiosTables, err)
 	}
+	return applySMBIOS(data, r, inv), nil
+}
+
+// applySMBIOS decodes a structure table into inv (and r.procs).
+func applySMBIOS(data []byte, r *reader, inv *inventory.Inventory) []string {
 	tables, perr := parseSMBIOS(data)
 	var notes []string
 	if perr != nil {
@@ -98,20 +103,21 @@ func collectSMBIOS(r *reader, inv *inventory.Inventory) ([]string, error) {
 		notes = append(notes, "no SMBIOS type 17 memory devices: DIMMs not reported")
 	}
 	inv.Memory.DIMMs = dimms
-	return notes, nil
+	return notes
 }
 
 // parseSMBIOS splits the structure table into its structures, up to the
 // end-of-table structure or the first malformed one.
 func parseSMBIOS(data []byte) ([]*smbios.Table, error) {
 	var out []*smbios.Table
+	total := len(data)
 	for len(data) > 0 {
 		t, rest, err := smbios.ParseTable(data)
 		if t != nil && t.Type == smbios.TableTypeEndOfTable {
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("malformed structure at byte %d: %w", len(data), err)
+			return out, fmt.Errorf("malformed structure at byte %d: %w", total-len(data), err)
 		}
 		out = append(out, t)
 		if len(rest) >= len(data) {
