@@ -39,7 +39,7 @@ type Edge interface {
 	// Image streams the node's OS image to its disk and verifies it.
 	Image(ctx context.Context, n model.Node, key string) error
 	// BurnIn runs the profile's burn-in checks and returns their results.
-	BurnIn(ctx context.Context, n model.Node) (json.RawMessage, error)
+	BurnIn(ctx context.Context, n model.Node, key string) (json.RawMessage, error)
 	// HandOff registers the node with the local cluster.
 	HandOff(ctx context.Context, n model.Node, key string) error
 	// Release takes the node out of the local cluster (drain, remove).

@@ -108,8 +108,8 @@ var (
 			return nil, e.WaitCheckIn(ctx, n, PhaseFirstBoot)
 		}}
 	burnIn = step{name: StepBurnIn, kind: kindWork, class: model.ClassBurnInFailed, timeoutClass: model.ClassBurnInFailed,
-		run: func(ctx context.Context, e Edge, n model.Node, _ string, _ results) (json.RawMessage, error) {
-			return e.BurnIn(ctx, n)
+		run: func(ctx context.Context, e Edge, n model.Node, key string, _ results) (json.RawMessage, error) {
+			return e.BurnIn(ctx, n, key)
 		}}
 	handOff = step{name: StepHandOff, kind: kindWork, class: model.ClassHandOffFailed, timeoutClass: model.ClassHandOffFailed,
 		run: func(ctx context.Context, e Edge, n model.Node, key string, _ results) (json.RawMessage, error) {

@@ -380,7 +380,7 @@ func (e *Edge) Image(ctx context.Context, n model.Node, key string) error {
 }
 
 // BurnIn simulates the burn-in checks.
-func (e *Edge) BurnIn(ctx context.Context, n model.Node) (json.RawMessage, error) {
+func (e *Edge) BurnIn(ctx context.Context, n model.Node, key string) (json.RawMessage, error) {
 	if err := sleep(ctx, e.cfg.BurnInTime); err != nil {
 		return nil, err
 	}

@@ -100,6 +100,24 @@ var migrations = []string{
 		updated_at BIGINT NOT NULL
 	);
 	CREATE INDEX agent_tasks_node ON agent_tasks(node, status);`,
+	// 4: side effects an edge started, for replays that cannot ask the
+	// machine whether they happened.
+	`CREATE TABLE edge_effects (
+		idem_key TEXT PRIMARY KEY,
+		node TEXT NOT NULL,
+		action TEXT NOT NULL,
+		at BIGINT NOT NULL
+	);`,
+	// 5: DHCP leases, committed in batches before they are acknowledged.
+	`CREATE TABLE leases (
+		ip TEXT PRIMARY KEY,
+		mac TEXT NOT NULL DEFAULT '',
+		hostname TEXT NOT NULL DEFAULT '',
+		state TEXT NOT NULL,
+		expires BIGINT NOT NULL,
+		updated BIGINT NOT NULL
+	);
+	CREATE INDEX leases_mac ON leases(mac);`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

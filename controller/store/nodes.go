@@ -222,7 +222,11 @@ type Change struct {
 	Failure *Failure
 	// Identity, when set, replaces what the BMC reported: serial, UUID and
 	// MACs (rack, slot and BMC endpoint stay as enrolled when empty).
-	Identity  *model.Identity
+	Identity *model.Identity
+	// Rack and Slot, when Rack is set, record where the node sits (learned
+	// from DHCP relay information or the rack manifest).
+	Rack      string
+	Slot      int
 	Inventory json.RawMessage // non-nil: replaces the stored inventory
 	Findings  json.RawMessage // non-nil: replaces the stored findings
 	Actor     string
@@ -260,6 +264,7 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 		}
 		from := n.State
 		now := micros(db.now())
+		detail := map[string]any{}
 		set, args := []string{"updated_at = ?"}, []any{now}
 		if c.To != "" {
 			set = append(set, "state = ?", "seq = seq + 1", "failure_class = ?", "failure_msg = ?", "failed_from = ?")
@@ -281,6 +286,11 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 			set = append(set, "serial = ?", "uuid = ?", "macs = ?")
 			args = append(args, id.Serial, id.UUID, string(macs))
 		}
+		if c.Rack != "" {
+			set = append(set, "rack = ?", "slot = ?")
+			args = append(args, c.Rack, c.Slot)
+			detail["location"] = fmt.Sprintf("%s/%d", c.Rack, c.Slot)
+		}
 		if c.Inventory != nil {
 			set = append(set, "inventory = ?")
 			args = append(args, string(c.Inventory))
@@ -293,7 +303,6 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE nodes SET `+strings.Join(set, ", ")+` WHERE name = ?`), args...); err != nil {
 			return fmt.Errorf("apply to %s: %w", c.Node, err)
 		}
-		detail := map[string]any{}
 		if c.To != "" {
 			detail["from"], detail["to"] = from, c.To
 		}

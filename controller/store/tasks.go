@@ -154,3 +154,17 @@ func (db *DB) Session(ctx context.Context, token string) (string, error) {
 
 // SessionTTL is how long an agent session lasts after check-in.
 const SessionTTL = 6 * time.Hour
+
+// MarkEffect records, durably, that an edge is about to apply the side
+// effect with this key. It reports whether the key was marked before: then a
+// previous controller got at least this far, and the edge must find out from
+// the machine whether the effect took hold rather than apply it blindly.
+func (db *DB) MarkEffect(ctx context.Context, key, node, action string) (bool, error) {
+	res, err := db.w.ExecContext(ctx, db.q(`INSERT INTO edge_effects (idem_key, node, action, at) VALUES (?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`),
+		key, node, action, micros(db.now()))
+	if err != nil {
+		return false, fmt.Errorf("mark effect %s: %w", key, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 0, nil
+}

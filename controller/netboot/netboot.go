@@ -1,0 +1,177 @@
+// Package netboot is the controller's side of network boot: it keeps the
+// DHCP server's leases in the store, renders each node's iPXE script with a
+// one-time enrolment token, and learns nodes' rack positions from DHCP relay
+// information. It adapts the store to the interfaces pxe/ declares.
+package netboot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
+	"github.com/rackstrap/rackstrap/pxe/dhcp"
+	boothttp "github.com/rackstrap/rackstrap/pxe/http"
+	"github.com/rackstrap/rackstrap/pxe/ipxe"
+)
+
+// Config says what a netbooting node is given.
+type Config struct {
+	// BootBase is the URL of the HTTP boot server (artifacts and scripts).
+	BootBase string
+	// Server is the controller API URL the agent checks in to.
+	Server string
+	// Kernel and Initrd are artifact paths under BootBase.
+	Kernel, Initrd string
+	// Cmdline are extra kernel parameters (console=…).
+	Cmdline []string
+	// TokenTTL bounds a netboot enrolment token (default 30 min).
+	TokenTTL time.Duration
+}
+
+// Service implements dhcp.LeaseStore, dhcp.Observer and pxe/http.Scripts.
+type Service struct {
+	cfg    Config
+	db     *store.DB
+	log    *slog.Logger
+	events chan dhcp.Event
+	// Dropped counts DHCP events the observer queue had no room for.
+	Dropped atomic.Int64
+}
+
+var (
+	_ dhcp.LeaseStore  = (*Service)(nil)
+	_ dhcp.Observer    = (*Service)(nil)
+	_ boothttp.Scripts = (*Service)(nil)
+)
+
+// New validates the configuration.
+func New(cfg Config, db *store.DB, log *slog.Logger) (*Service, error) {
+	if cfg.BootBase == "" || cfg.Server == "" || cfg.Kernel == "" {
+		return nil, errors.New("netboot: BootBase, Server and Kernel are required")
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 30 * time.Minute
+	}
+	cfg.BootBase = strings.TrimSuffix(cfg.BootBase, "/")
+	return &Service{cfg: cfg, db: db, log: log, events: make(chan dhcp.Event, 4096)}, nil
+}
+
+// Load returns the stored leases.
+func (s *Service) Load(ctx context.Context) ([]dhcp.Lease, error) {
+	rows, err := s.db.LoadLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dhcp.Lease, 0, len(rows))
+	for _, r := range rows {
+		ip, err := netip.ParseAddr(r.IP)
+		if err != nil {
+			return nil, fmt.Errorf("stored lease has a bad address %q: %w", r.IP, err)
+		}
+		out = append(out, dhcp.Lease{IP: ip, MAC: r.MAC, Hostname: r.Hostname, State: dhcp.LeaseState(r.State), Expires: r.Expires, Updated: r.Updated})
+	}
+	return out, nil
+}
+
+// Commit stores a batch of leases durably (one transaction).
+func (s *Service) Commit(ctx context.Context, leases []dhcp.Lease) error {
+	rows := make([]store.LeaseRow, len(leases))
+	for i, l := range leases {
+		rows[i] = store.LeaseRow{IP: l.IP.String(), MAC: l.MAC, Hostname: l.Hostname, State: string(l.State), Expires: l.Expires, Updated: l.Updated}
+	}
+	return s.db.CommitLeases(ctx, rows)
+}
+
+// DHCPEvent queues an event without blocking the packet path.
+func (s *Service) DHCPEvent(e dhcp.Event) {
+	select {
+	case s.events <- e:
+	default:
+		s.Dropped.Add(1)
+	}
+}
+
+// Serve records what DHCP events teach (nodes' MACs seen, rack positions
+// from option 82) until ctx ends.
+func (s *Service) Serve(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-s.events:
+			if e.Type != "ACK" || e.Client.Location == nil || e.Client.Location.Rack == "" {
+				continue
+			}
+			mac := e.Client.MAC.String()
+			node, err := s.db.NodeByMAC(ctx, mac)
+			if err != nil {
+				s.log.Info("dhcp: unknown machine in a mapped slot", "mac", mac, "rack", e.Client.Location.Rack, "slot", e.Client.Location.Slot)
+				continue
+			}
+			n, err := s.db.GetNode(ctx, node)
+			loc := e.Client.Location
+			switch {
+			case err != nil:
+				s.log.Error("dhcp: read node", "node", node, "err", err)
+			case n.Identity.Rack == "":
+				// First sighting: this is how a node's position is learned.
+				if _, _, err := s.db.Apply(ctx, store.Change{Node: node, FromSeq: -1, Rack: loc.Rack, Slot: loc.Slot,
+					Actor: "dhcp", Action: "node.located"}); err != nil {
+					s.log.Error("dhcp: record location", "node", node, "err", err)
+				}
+			case n.Identity.Rack != loc.Rack || n.Identity.Slot != loc.Slot:
+				s.log.Warn("dhcp: node answers from another position than recorded: check the cabling or the manifest", "node", node,
+					"recorded", fmt.Sprintf("%s/%d", n.Identity.Rack, n.Identity.Slot), "seen", fmt.Sprintf("%s/%d", loc.Rack, loc.Slot))
+			}
+		}
+	}
+}
+
+// Script renders a node's iPXE script. A node being inspected boots the
+// agent with a fresh one-time token; any other known node boots its disk;
+// an unknown machine waits (it may be enrolled in a moment).
+func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, error) {
+	mac := hw.String()
+	name, err := s.db.NodeByMAC(ctx, mac)
+	if errors.Is(err, store.ErrNotFound) {
+		return ipxe.Render(ipxe.Script{MAC: mac, Action: ipxe.Wait, Chain: s.cfg.BootBase + "/ipxe?mac=" + mac, Retry: 10 * time.Second})
+	}
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.db.GetNode(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if n.State != model.Inspecting {
+		return ipxe.Render(ipxe.Script{Node: n.Name, MAC: mac, Action: ipxe.LocalDisk})
+	}
+	token, err := s.db.IssueToken(ctx, n.Name, "netboot", s.cfg.TokenTTL, "netboot")
+	if err != nil {
+		return nil, err
+	}
+	var cl ipxe.Cmdline
+	for _, p := range s.cfg.Cmdline {
+		k, v, ok := strings.Cut(p, "=")
+		cl = append(cl, ipxe.Param{Key: k, Value: v, HasValue: ok})
+	}
+	cl = append(cl,
+		ipxe.Param{Key: "rackstrap.server", Value: s.cfg.Server, HasValue: true},
+		ipxe.Param{Key: "rackstrap.token", Value: token, HasValue: true},
+		ipxe.Param{Key: "rackstrap.phase", Value: "netboot", HasValue: true},
+		ipxe.Param{Key: "rackstrap.node", Value: n.Name, HasValue: true},
+	)
+	sc := ipxe.Script{Node: n.Name, MAC: mac, Action: ipxe.Boot, Kernel: s.cfg.BootBase + "/" + s.cfg.Kernel, Cmdline: cl}
+	if s.cfg.Initrd != "" {
+		sc.Initrds = []string{s.cfg.BootBase + "/" + s.cfg.Initrd}
+	}
+	return ipxe.Render(sc)
+}
