@@ -108,7 +108,6 @@ func TestNodesVerbsAndOutputs(t *testing.T) {
 	}
 }
 
-
 func TestAuditVerifyCatchesTampering(t *testing.T) {
 	t.Parallel()
 	pg, err := pgtest.Start()

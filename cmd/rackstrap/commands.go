@@ -13,6 +13,9 @@ func commands(g *globals) []*cobra.Command {
 		newDemoCmd(g),
 		newNodesCmd(g),
 		newAuditCmd(g),
+		newProfileCmd(g),
+		newValidateCmd(g),
+		newReportCmd(g),
 		newVersionCmd(g),
 	}
 }
