@@ -236,7 +236,7 @@ func TestFaultsAreClassified(t *testing.T) {
 			f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1), redfishsim.SampleNode(2))
 			bad, good := f.BMCs()[0], f.BMCs()[1]
 			bad.SetFaults(tc.faults)
-			c := New(Config{Timeout: 3 * time.Second, SettleTimeout: 1500 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+			c := New(Config{Timeout: 3 * time.Second, SettleTimeout: 1500 * time.Millisecond, PollInterval: 20 * time.Millisecond, MaxBody: 1 << 20, Logger: testLogger(t)})
 
 			var wg sync.WaitGroup
 			var goodErr error

@@ -198,13 +198,13 @@ type rfEthernet struct {
 	ID                    string `json:"Id"`
 	EthernetInterfaceType string
 	Links                 struct{ HostInterface odataLink }
-	Description         string
-	MACAddress          string
-	PermanentMACAddress string
-	SpeedMbps           flexNum
-	LinkStatus          string
-	Status              rfStatus
-	IPv4Addresses       []struct{ Address string }
+	Description           string
+	MACAddress            string
+	PermanentMACAddress   string
+	SpeedMbps             flexNum
+	LinkStatus            string
+	Status                rfStatus
+	IPv4Addresses         []struct{ Address string }
 }
 
 type rfStorage struct {

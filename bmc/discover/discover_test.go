@@ -44,7 +44,7 @@ func TestScan(t *testing.T) {
 
 	cfg := Config{
 		HTTPSPort: https.Port(), HTTPPort: http.Port(), IPMIPort: ipmi.Addr.Port(),
-		HostTimeout: 2 * time.Second,
+		HostTimeout: 5 * time.Second, // generous: 2 cores under -race
 		Credentials: []Credential{{"admin", "wrong"}, {"admin", "password"}},
 	}
 	start := time.Now()
