@@ -226,6 +226,9 @@ func (s *Server) bootFor(c Client) BootDecision {
 	switch {
 	case c.IPXE && b.ScriptURL != "":
 		return BootDecision{File: strings.ReplaceAll(b.ScriptURL, "{mac}", c.MAC.String())}
+	case c.IPXE:
+		// Handing iPXE its own loader again would loop forever.
+		return BootDecision{None: true}
 	case c.HTTPBoot && c.Arch == iana.EFI_X86_64_HTTP && b.HTTPx64 != "":
 		return BootDecision{File: b.HTTPx64}
 	case c.HTTPBoot && c.Arch == iana.EFI_ARM64_HTTP && b.HTTPArm64 != "":
