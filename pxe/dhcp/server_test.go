@@ -473,3 +473,49 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyDHCP(t *testing.T) {
+	t.Parallel()
+	cfg := loopConfig(0)
+	cfg.Mode, cfg.Subnets = ModeProxy, nil
+	cfg.ProxyPort = freePort(t)
+	h := start(t, cfg, nil)
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0, 3, 1}
+	pxe := []dhcpv4.Modifier{
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00007:UNDI:003016")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64)),
+	}
+	plain := discover(mac)
+	plain.GatewayIPAddr = net.IPv4(127, 0, 0, 1)
+	h.relay.conn.WriteToUDPAddrPort(plain.ToBytes(), h.relay.srv)
+	h.relay.silent(300 * time.Millisecond) // not a PXE client: no answer
+	off := h.relay.exchange(discover(mac, pxe...))
+	if off == nil || off.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("PXE DISCOVER: got %v, want a proxy OFFER", off)
+	}
+	if !off.YourIPAddr.IsUnspecified() || off.ClassIdentifier() != "PXEClient" || off.BootFileNameOption() != "snponly.efi" {
+		t.Errorf("proxy OFFER yiaddr %v, vendor class %q, file %q; want 0.0.0.0, PXEClient, snponly.efi",
+			off.YourIPAddr, off.ClassIdentifier(), off.BootFileNameOption())
+	}
+	// The boot-server request goes to port 4011 from the client's own
+	// address and port; the ACK comes back there.
+	req := request(off, pxe...)
+	req.ClientIPAddr = net.IPv4(127, 0, 0, 1)
+	req.GatewayIPAddr = net.IPv4zero
+	if _, err := h.relay.conn.WriteToUDPAddrPort(req.ToBytes(), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), h.srv.ProxyPort())); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	h.relay.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, _, err := h.relay.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("no ACK on the boot-server port: %v", err)
+	}
+	ack, err := dhcpv4.FromBytes(buf[:n])
+	if err != nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileNameOption() != "snponly.efi" {
+		t.Errorf("port 4011 reply = %v, %v; want an ACK with snponly.efi", ack, err)
+	}
+	if e := h.obs.last(); e.Type != "PROXY-ACK" {
+		t.Errorf("last event %q, want PROXY-ACK", e.Type)
+	}
+}
