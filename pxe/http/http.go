@@ -221,25 +221,36 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(lw, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	t := time.NewTimer(s.cfg.QueueWait)
-	select {
-	case s.sem <- struct{}{}:
-		t.Stop()
-		defer func() { <-s.sem }()
-	case <-t.C:
+	if !s.acquire(r.Context()) {
 		s.busy.Add(1)
 		lw.Header().Set("Retry-After", "1")
 		http.Error(lw, "busy, retry", http.StatusServiceUnavailable)
 		return
-	case <-r.Context().Done():
-		t.Stop()
-		return
 	}
+	defer func() { <-s.sem }()
 	if r.URL.Path == s.cfg.ScriptPath {
 		s.script(lw, r, mac)
 		return
 	}
 	s.file(lw, r)
+}
+
+// acquire takes a request slot, waiting up to QueueWait.
+func (s *Server) acquire(ctx context.Context) bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 func (s *Server) script(w *logWriter, r *http.Request, mac string) {

@@ -152,3 +152,52 @@ func TestScript(t *testing.T) {
 type ids struct{}
 
 func (ids) Identify(ip netip.Addr) (string, bool) { return "52:54:00:12:34:01", ip.IsLoopback() }
+
+// slowScripts blocks until release closes.
+type slowScripts struct{ entered, release chan struct{} }
+
+func (s slowScripts) Script(ctx context.Context, _ net.HardwareAddr) ([]byte, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return []byte("#!ipxe\n"), nil
+}
+
+func TestBusy(t *testing.T) {
+	t.Parallel()
+	sc := slowScripts{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s, err := New(Config{Addr: netip.MustParseAddrPort("127.0.0.1:0"), MaxConcurrent: 1, QueueWait: 50 * time.Millisecond}, nil, Deps{Scripts: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	<-s.Ready()
+	base := "http://" + s.Addr().String()
+	first := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(base + "/ipxe?mac=52:54:00:00:00:01")
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	<-sc.entered
+	resp, err := http.Get(base + "/ipxe?mac=52:54:00:00:00:02")
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second request while the only slot is taken: %v %v, want 503 with Retry-After", resp, err)
+	}
+	close(sc.release)
+	if code := <-first; code != 200 {
+		t.Errorf("first request: %d, want 200", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if st := s.Stats(); st.Busy != 1 {
+		t.Errorf("Stats().Busy = %d, want 1", st.Busy)
+	}
+}
