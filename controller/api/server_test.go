@@ -44,7 +44,7 @@ func newTestServerF(f *testing.F) (*Server, *store.DB) {
 
 func newServer(t testing.TB) (*Server, *store.DB) {
 	t.Helper()
-	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{})
+	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{RelaxedSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}

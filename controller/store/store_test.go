@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 func engines(t *testing.T) map[string]*DB {
 	t.Helper()
 	ctx := context.Background()
-	lite, err := Open(ctx, "", t.TempDir(), Options{})
+	lite, err := Open(ctx, "", t.TempDir(), Options{RelaxedSync: true})
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
 	}
