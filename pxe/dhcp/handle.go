@@ -344,6 +344,11 @@ func (s *Server) replyTo(p packet, msg, resp *dhcpv4.DHCPv4, local netip.Addr) *
 		r.ifIndex = 0
 	default:
 		r.dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), s.cfg.ClientPort)
+		yi := addr4(resp.YourIPAddr)
+		if !msg.IsBroadcast() && yi.IsValid() && r.ifIndex > 0 && resp.MessageType() != dhcpv4.MessageTypeNak {
+			r.neighbor, r.broadcast = msg.ClientHWAddr, r.dst
+			r.dst = netip.AddrPortFrom(yi, s.cfg.ClientPort)
+		}
 	}
 	r.b = resp.ToBytes()
 	return r

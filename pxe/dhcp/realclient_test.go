@@ -181,6 +181,11 @@ func TestUdhcpcLeaseRenew(t *testing.T) {
 	if !strings.Contains(out(), want) {
 		t.Errorf("udhcpc output lacks %q:\n%s", want, out())
 	}
+	// udhcpc does not ask for broadcast replies: the server reached it by
+	// unicast after installing its neighbour entry.
+	if neigh := nettest.Run(t, "ip", "-n", srvNS, "neigh", "show", "dev", "s0"); !strings.Contains(neigh, "10.231.0.100 lladdr 02:bb:00:00:00:01") {
+		t.Errorf("server has no neighbour entry for the client's new address:\n%s", neigh)
+	}
 	cmd.Process.Signal(syscall.SIGUSR1)
 	if !nettest.WaitFor(10*time.Second, func() bool { return strings.Contains(out(), "EVENT renew 10.231.0.100") }) {
 		t.Fatalf("udhcpc did not renew:\n%s", out())

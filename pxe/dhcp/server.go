@@ -52,6 +52,9 @@ type Server struct {
 	sendHook func(*reply)
 
 	lastExhausted atomic.Int64
+	// arpFD is a socket for SIOCSARP (unicast replies to clients without
+	// an address); -1 when none could be opened.
+	arpFD int
 
 	ready    chan struct{}
 	mu       sync.Mutex
@@ -81,6 +84,7 @@ func New(cfg Config, log *slog.Logger, deps Deps) (*Server, error) {
 		fresh:   make(chan packet, cfg.QueueSize),
 		commits: make(chan commitItem, cfg.QueueSize),
 		ready:   make(chan struct{}),
+		arpFD:   -1,
 	}
 	s.bufs.New = func() any { b := make([]byte, 1500); return &b }
 	return s, nil
@@ -200,6 +204,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			return fmt.Errorf("pxe/dhcp: start: %w", err)
 		}
 		conns = append(conns, proxyConn)
+	}
+	if fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err == nil {
+		s.arpFD = fd
+		defer unix.Close(fd)
 	}
 	s.mu.Lock()
 	s.port, s.proxyPrt = port, proxyPort
@@ -331,6 +339,10 @@ type reply struct {
 	src     netip.Addr
 	ifIndex int
 	typ     uint8
+	// neighbor, when set, is the client to reach by unicast before it has
+	// its address: dst is its new address, broadcast the fallback.
+	neighbor  net.HardwareAddr
+	broadcast netip.AddrPort
 }
 
 func (s *Server) commit(ctx context.Context, it commitItem) {
@@ -392,6 +404,12 @@ func (s *Server) send(r *reply) {
 	if s.sendHook != nil {
 		s.sendHook(r)
 		return
+	}
+	if r.neighbor != nil {
+		if s.arpFD < 0 || setNeighbor(s.arpFD, r.ifIndex, r.dst.Addr(), r.neighbor) != nil {
+			s.stats.unicastFallbacks.Add(1)
+			r.dst = r.broadcast
+		}
 	}
 	cm := &ipv4.ControlMessage{IfIndex: r.ifIndex}
 	if r.src.IsValid() && !r.src.IsUnspecified() {

@@ -515,6 +515,10 @@ func TestProxyDHCP(t *testing.T) {
 	if err != nil || ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileNameOption() != "snponly.efi" {
 		t.Errorf("port 4011 reply = %v, %v; want an ACK with snponly.efi", ack, err)
 	}
+	deadline := time.Now().Add(2 * time.Second)
+	for h.obs.last().Type != "PROXY-ACK" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the event follows the send
+	}
 	if e := h.obs.last(); e.Type != "PROXY-ACK" {
 		t.Errorf("last event %q, want PROXY-ACK", e.Type)
 	}

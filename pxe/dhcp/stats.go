@@ -11,7 +11,7 @@ type counters struct {
 	dropped, malformed, ignored, panics      atomic.Uint64
 	nak, exhausted, sendErrors, commitErrors atomic.Uint64
 	batches, committed, expired, unsupported atomic.Uint64
-	stale                                    atomic.Uint64
+	stale, unicastFallbacks                  atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -27,6 +27,9 @@ type Stats struct {
 	// Exhausted: no free address in the pool. NAKs: requests refused.
 	Exhausted, NAKs          uint64
 	SendErrors, CommitErrors uint64
+	// UnicastFallbacks: a reply to a client without an address was
+	// broadcast because its neighbour entry could not be set.
+	UnicastFallbacks uint64
 	// Batches and Committed count group commits and the lease changes in
 	// them; Expired counts leases that ran out.
 	Batches, Committed, Expired uint64
@@ -42,7 +45,7 @@ func (s *Server) Stats() Stats {
 		Dropped: s.stats.dropped.Load(), Stale: s.stats.stale.Load(), Malformed: s.stats.malformed.Load(),
 		Ignored: s.stats.ignored.Load() + s.stats.unsupported.Load(), Panics: s.stats.panics.Load(),
 		Exhausted: s.stats.exhausted.Load(), NAKs: s.stats.nak.Load(),
-		SendErrors: s.stats.sendErrors.Load(), CommitErrors: s.stats.commitErrors.Load(),
+		SendErrors: s.stats.sendErrors.Load(), UnicastFallbacks: s.stats.unicastFallbacks.Load(), CommitErrors: s.stats.commitErrors.Load(),
 		Batches: s.stats.batches.Load(), Committed: s.stats.committed.Load(), Expired: s.stats.expired.Load(),
 		QueueDepth: len(s.queue) + len(s.fresh), QueueSize: cap(s.queue) + cap(s.fresh),
 		Pools: s.tab.stats(s.cfg.Subnets, s.now()),
