@@ -17,11 +17,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/rackstrap/rackstrap/bmc"
 	"github.com/rackstrap/rackstrap/controller/api"
+	"github.com/rackstrap/rackstrap/controller/edge"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/netboot"
 	"github.com/rackstrap/rackstrap/controller/simedge"
 	"github.com/rackstrap/rackstrap/controller/store"
+	"github.com/rackstrap/rackstrap/hwprofiles/profile"
+	"github.com/rackstrap/rackstrap/pxe/artifact"
+	"github.com/rackstrap/rackstrap/pxe/dhcp"
+	boothttp "github.com/rackstrap/rackstrap/pxe/http"
+	"github.com/rackstrap/rackstrap/pxe/tftp"
 )
 
 // Config is everything `rackstrap serve` and `rackstrap demo` decide.
@@ -32,6 +40,9 @@ type Config struct {
 	Engine    lifecycle.Config
 	// Simulate, when set, drives simulated machines (the simulated edge).
 	Simulate *SimConfig
+	// Edge and Boot drive machines over their real protocols.
+	Edge *EdgeConfig
+	Boot *BootConfig
 }
 
 // SimConfig describes a simulated rack.
@@ -68,12 +79,19 @@ type Controller struct {
 	API   string // the address the API listens on
 }
 
+// service is one long-running part, started in order.
+type service struct {
+	name  string
+	serve func(context.Context) error
+	ready <-chan struct{} // nil: ready once started
+}
+
 // Run starts the controller and blocks until ctx ends or a part fails.
-// ready, if not nil, is called once the API listens.
+// ready, if not nil, is called once every service listens.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controller)) error {
 	cfg = cfg.withDefaults()
-	if cfg.Simulate == nil {
-		return errors.New("no hardware edge configured: this build drives simulated machines only; pass --simulate N (see 'rackstrap serve --help')")
+	if cfg.Simulate == nil && cfg.Edge == nil {
+		return errors.New("no hardware edge configured: pass --simulate N for simulated machines, or --bmc-credentials and --artifacts for real ones (see 'rackstrap serve --help')")
 	}
 	db, err := store.Open(ctx, cfg.Database, cfg.DataDir, store.Options{})
 	if err != nil {
@@ -82,19 +100,40 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 	defer db.Close()
 	log.Info("store open", "engine", db.Engine(), "location", db.Location())
 
-	edge, err := simedge.Open(cfg.Simulate.Edge)
+	ln, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
-		return err
+		return fmt.Errorf("api: listen %s: %w; pick another --api-listen address or stop what uses it", cfg.APIListen, err)
 	}
-	defer edge.Close()
-	if err := enrollSimulated(ctx, db, *cfg.Simulate); err != nil {
-		return err
-	}
-	log.Info("simulated edge", "nodes", cfg.Simulate.Nodes, "rack", cfg.Simulate.Rack, "journal", cfg.Simulate.Edge.Journal)
+	defer ln.Close()
+	apiURL := "http://" + ln.Addr().String()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, err := lifecycle.New(cfg.Engine, db, edge, log, lifecycle.NewMetrics(reg))
+
+	var (
+		hw       lifecycle.Edge
+		services []service
+	)
+	switch {
+	case cfg.Simulate != nil:
+		sim, err := simedge.Open(cfg.Simulate.Edge)
+		if err != nil {
+			return err
+		}
+		defer sim.Close()
+		if err := enrollSimulated(ctx, db, *cfg.Simulate); err != nil {
+			return err
+		}
+		log.Info("simulated edge", "nodes", cfg.Simulate.Nodes, "rack", cfg.Simulate.Rack, "journal", cfg.Simulate.Edge.Journal)
+		hw = sim
+	default:
+		hw, services, err = realEdge(cfg, db, log, reg, apiURL)
+		if err != nil {
+			return err
+		}
+	}
+
+	eng, err := lifecycle.New(cfg.Engine, db, hw, log, lifecycle.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -102,31 +141,108 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.APIListen)
-	if err != nil {
-		return fmt.Errorf("api: listen %s: %w; pick another --api-listen address or stop what uses it", cfg.APIListen, err)
-	}
-	log.Info("api listening", "addr", "http://"+ln.Addr().String())
 	hs := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	services = append([]service{{name: "api", serve: func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hs.Shutdown(shut)
+		}()
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("api: %w", err)
+			return err
 		}
 		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return hs.Shutdown(shut)
-	})
-	g.Go(func() error { return eng.Serve(gctx) })
+	}}}, services...)
+	services = append(services, service{name: "lifecycle", serve: eng.Serve})
+	log.Info("api listening", "addr", apiURL)
+
+	// Start in order; the first to fail stops the others, and the error
+	// names it.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range services {
+		g.Go(func() error {
+			if err := s.serve(gctx); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+			return nil
+		})
+		if s.ready != nil {
+			select {
+			case <-s.ready:
+			case <-gctx.Done():
+				return g.Wait()
+			}
+		}
+	}
 	if ready != nil {
 		ready(&Controller{Store: db, API: ln.Addr().String()})
 	}
 	return g.Wait()
+}
+
+// realEdge builds the edge that drives machines over their real protocols,
+// and the network boot services they boot from.
+func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer, apiURL string) (lifecycle.Edge, []service, error) {
+	ec, bc := cfg.Edge, cfg.Boot
+	if bc == nil {
+		return nil, nil, errors.New("real machines need network boot: configure the boot services (--artifacts, --boot-url)")
+	}
+	catalog, err := profile.Bundled()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := catalog.LoadFiles(ec.ProfileFiles...); err != nil {
+		return nil, nil, err
+	}
+	agentURL := ec.AgentServer
+	if agentURL == "" {
+		agentURL = apiURL
+	}
+	img, err := describeImage(bc.ArtifactDir, ec.Image, bc.BootBase)
+	if err != nil {
+		return nil, nil, err
+	}
+	hw, err := edge.New(edge.Config{
+		BMC: bmc.New(bmc.Config{Logger: log}), Credentials: ec.Credentials, Catalog: catalog,
+		Image: img, Server: agentURL, UEFI: ec.UEFI,
+	}, db, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	nb, err := netboot.New(netboot.Config{BootBase: bc.BootBase, Server: agentURL, Kernel: bc.Kernel, Initrd: bc.Initrd, Cmdline: bc.Cmdline}, db, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	files, err := artifact.NewDir(bc.ArtifactDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("artifacts: %w", err)
+	}
+	httpSrv, err := boothttp.New(bc.HTTP, log, boothttp.Deps{Files: files, Scripts: nb})
+	if err != nil {
+		return nil, nil, err
+	}
+	tftpSrv, err := tftp.New(bc.TFTP, log, files)
+	if err != nil {
+		return nil, nil, err
+	}
+	services := []service{
+		{name: "pxe/http", serve: httpSrv.Serve, ready: httpSrv.Ready()},
+		{name: "pxe/tftp", serve: tftpSrv.Serve, ready: tftpSrv.Ready()},
+		{name: "netboot", serve: nb.Serve},
+	}
+	if !bc.NoDHCP {
+		dhcpSrv, err := dhcp.New(bc.DHCP, log, dhcp.Deps{Store: nb, Observer: nb})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := dhcpSrv.Register(reg); err != nil {
+			return nil, nil, err
+		}
+		services = append(services, service{name: "pxe/dhcp", serve: dhcpSrv.Serve, ready: dhcpSrv.Ready()})
+	}
+	log.Info("real edge", "boot", bc.BootBase, "artifacts", bc.ArtifactDir, "image", img.URL, "agent server", agentURL)
+	return hw, services, nil
 }
 
 // enrollSimulated creates the simulated rack's nodes once: re-running with
