@@ -1,0 +1,186 @@
+package build
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bootKernel returns Debian's amd64 kernel, shared with the PXE tests in
+// /var/cache/rackstrap-test (or $XDG_CACHE_HOME) and extracted from the
+// linux-image package with apt-get once.
+func bootKernel(t *testing.T) (path, release string) {
+	t.Helper()
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		dir = "/var/cache"
+	}
+	dir = filepath.Join(dir, "rackstrap-test")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("apt-cache", "depends", "linux-image-amd64").CombinedOutput()
+	pkg := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
+			pkg = f[1]
+			break
+		}
+	}
+	if err != nil || pkg == "" {
+		t.Fatalf("find the kernel package: %v\n%s\nrun apt-get update", err, out)
+	}
+	release = strings.TrimPrefix(pkg, "linux-image-")
+	k := filepath.Join(dir, "vmlinuz-"+release)
+	if _, err := os.Stat(k); err == nil {
+		return k, release
+	}
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dl := exec.CommandContext(ctx, "apt-get", "download", pkg)
+	dl.Dir = tmp
+	if b, err := dl.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get download %s: %v\n%s", pkg, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("apt-get download %s left %v", pkg, debs)
+	}
+	part := fmt.Sprintf("%s.tmp-%d", k, time.Now().UnixNano())
+	script := fmt.Sprintf("dpkg-deb --fsys-tarfile %q | tar -xO --wildcards './boot/vmlinuz-*' > %q", debs[0], part)
+	if b, err := exec.CommandContext(ctx, "sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("extract the kernel: %v\n%s", err, b)
+	}
+	if err := os.Rename(part, k); err != nil {
+		t.Fatal(err)
+	}
+	return k, release
+}
+
+const bootInit = `#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "RACKSTRAP-DISK-BOOT-OK $(/bin/busybox cat /proc/cmdline)" > /dev/console
+/bin/busybox poweroff -f
+`
+
+// TestQEMUBootsRawDisk boots the built raw disk under OVMF (TCG): the
+// firmware finds our ESP, runs systemd-boot, which reads our loader entry
+// and starts the kernel and initrd from the ESP; the initrd prints a marker
+// with the command line on the serial console.
+func TestQEMUBootsRawDisk(t *testing.T) {
+	t.Parallel()
+	need(t, "cpio")
+	for _, tool := range []string{"qemu-system-x86_64", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed; run 'make test-deps' (qemu-system-x86, busybox-static)", tool)
+		}
+	}
+	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%v; run 'make test-deps' (ovmf)", err)
+		}
+	}
+	kpath, release := bootKernel(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	r := filepath.Join(dir, "rootfs")
+	copyHost(t, kpath, filepath.Join(r, "boot/vmlinuz-"+release))
+	copyHost(t, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", filepath.Join(r, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+	write(t, filepath.Join(r, "etc/os-release"), "ID=test\n", 0o644)
+
+	// the initrd is made by cpio(1) and gzip from busybox-static, not by us
+	ird := filepath.Join(dir, "ird")
+	busybox, _ := exec.LookPath("busybox")
+	copyHost(t, busybox, filepath.Join(ird, "bin/busybox"))
+	os.Chmod(filepath.Join(ird, "bin/busybox"), 0o755)
+	os.MkdirAll(filepath.Join(ird, "proc"), 0o755)
+	os.MkdirAll(filepath.Join(ird, "dev"), 0o755)
+	write(t, filepath.Join(ird, "init"), bootInit, 0o755)
+	mk := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.gz")
+	mk.Dir = ird
+	if b, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make initrd: %v\n%s", err, b)
+	}
+	write(t, filepath.Join(dir, "image.yaml"), fmt.Sprintf(`api_version: rackstrap.io/image/v1
+name: bootme
+version: "1"
+source_date_epoch: 1700000000
+base: {dir: rootfs}
+kernel:
+  version: %s
+  initrd: initrd.gz
+  cmdline: console=ttyS0 panic=-1 rackstrap.test=disk
+outputs:
+  disk: {size: 80MiB, esp_size: 40MiB}
+`, release), 0o644)
+	res := build(t, dir, filepath.Join(dir, "out"))
+	raw := res.Files["bootme.raw"]
+	vars := filepath.Join(dir, "vars.fd")
+	copyHost(t, "/usr/share/OVMF/OVMF_VARS.fd", vars)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	// TCG only: some hosts have a /dev/kvm that opens but never runs a guest
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "512", "-nodefaults",
+		"-display", "none", "-serial", "stdio", "-no-reboot",
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
+		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+		"-drive", "if=virtio,format=raw,file="+raw)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	var console strings.Builder
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	want := "root=PARTUUID=" + uuidString(derivedUUID(res.Manifest.SpecDigest, "gpt-root"))
+	for sc.Scan() {
+		line := sc.Text()
+		console.WriteString(line + "\n")
+		if strings.Contains(line, "RACKSTRAP-DISK-BOOT-OK") {
+			if !strings.Contains(line, want) || !strings.Contains(line, "rackstrap.test=disk") {
+				t.Fatalf("booted with the wrong command line: %s\nwant %s", line, want)
+			}
+			return
+		}
+	}
+	io.Copy(io.Discard, stdout)
+	t.Fatalf("no boot marker within the deadline (%v); console:\n%s", ctx.Err(), tail(console.String(), 3000))
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// TestKernelReleaseCheck reads the release out of a real bzImage and
+// refuses a spec that names another.
+func TestKernelReleaseCheck(t *testing.T) {
+	t.Parallel()
+	kpath, release := bootKernel(t)
+	dir := fixture(t, "  netboot: {compression: gzip}\n")
+	copyHost(t, kpath, filepath.Join(dir, "rootfs/boot/vmlinuz-"+kver))
+	_, err := Build(context.Background(), loadSpec(t, dir), Options{OutDir: filepath.Join(dir, "out")})
+	want := fmt.Sprintf("kernel.image is kernel %s but kernel.version says %s", release, kver)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Build() = %v, want %q", err, want)
+	}
+}
