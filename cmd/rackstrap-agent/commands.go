@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/checkin"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/collect"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/gpu"
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/lldp"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
 
@@ -46,11 +49,14 @@ func newRootCmd(d *deps) *cobra.Command {
 
 func agentVersion() string { return "rackstrap-agent " + version }
 
-// gather collects the inventory and the GPUs, and returns the collectors'
-// notes.
-func gather(ctx context.Context, d *deps, sysRoot string) (inventory.Inventory, []string) {
+// gather collects the inventory and the GPUs, listens for LLDP neighbours
+// for up to lldpWait (0: not at all), and returns the collectors' notes.
+func gather(ctx context.Context, d *deps, sysRoot string, lldpWait time.Duration) (inventory.Inventory, []string) {
 	res := collect.Collect(ctx, collect.Options{Root: sysRoot, Collector: agentVersion()})
 	inv, notes := res.Inventory, res.Notes
+	if lldpWait > 0 {
+		notes = append(notes, listenLLDP(ctx, inv.NICs, lldpWait)...)
+	}
 	g := d.probeGPUs()
 	g.Apply(&inv)
 	for _, n := range g.Notes {
@@ -78,6 +84,39 @@ func gather(ctx context.Context, d *deps, sysRoot string) (inventory.Inventory, 
 	return inv, notes
 }
 
+// listenLLDP listens on every NIC whose link is up, all at once, for up to
+// wait, and sets each one's neighbour.
+func listenLLDP(ctx context.Context, nics []inventory.NIC, wait time.Duration) []string {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		notes []string
+		wg    sync.WaitGroup
+	)
+	for i := range nics {
+		if !nics[i].LinkUp {
+			continue
+		}
+		wg.Go(func() {
+			n, err := lldp.Listen(ctx, nics[i].Name)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				nics[i].LLDP = n
+			case errors.Is(err, context.DeadlineExceeded):
+				notes = append(notes, fmt.Sprintf("lldp: %s: no neighbour within %v", nics[i].Name, wait))
+			default:
+				notes = append(notes, fmt.Sprintf("lldp: %s: %v", nics[i].Name, err))
+			}
+		})
+	}
+	wg.Wait()
+	sort.Strings(notes)
+	return notes
+}
+
 func printNotes(w io.Writer, notes []string) {
 	for _, n := range notes {
 		fmt.Fprintln(w, "note:", n)
@@ -86,6 +125,7 @@ func printNotes(w io.Writer, notes []string) {
 
 func newInventoryCmd(d *deps) *cobra.Command {
 	var sysRoot, output string
+	var lldpWait time.Duration
 	cmd := &cobra.Command{
 		Use:   "inventory",
 		Short: "Print this host's hardware inventory (JSON by default); notes go to stderr",
@@ -94,7 +134,7 @@ func newInventoryCmd(d *deps) *cobra.Command {
 			if output != "json" && output != "text" {
 				return fmt.Errorf("unknown output %q; use json or text", output)
 			}
-			inv, notes := gather(cmd.Context(), d, sysRoot)
+			inv, notes := gather(cmd.Context(), d, sysRoot, lldpWait)
 			printNotes(cmd.ErrOrStderr(), notes)
 			if output == "text" {
 				return printText(cmd.OutOrStdout(), &inv)
@@ -106,6 +146,7 @@ func newInventoryCmd(d *deps) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&sysRoot, "sys-root", "/", "root directory below which /sys and /proc are read (a fixture tree in tests)")
 	cmd.Flags().StringVarP(&output, "output", "o", "json", "output format: json or text")
+	cmd.Flags().DurationVar(&lldpWait, "lldp-wait", 0, "listen this long for LLDP neighbours on the NICs that are up (switches send every ~30s; 0: off)")
 	return cmd
 }
 
@@ -136,6 +177,7 @@ func printText(w io.Writer, inv *inventory.Inventory) error {
 
 // checkinFlags are the flags checkin and run share.
 type checkinFlags struct {
+	lldpWait time.Duration
 	sysRoot  string
 	deadline time.Duration
 	timeout  time.Duration
@@ -145,6 +187,7 @@ func (f *checkinFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.sysRoot, "sys-root", "/", "root directory below which /sys and /proc are read")
 	cmd.Flags().DurationVar(&f.deadline, "deadline", 30*time.Minute, "give up retrying after this long (0: one attempt)")
 	cmd.Flags().DurationVar(&f.timeout, "request-timeout", 30*time.Second, "bound on one attempt")
+	cmd.Flags().DurationVar(&f.lldpWait, "lldp-wait", 0, "listen this long for LLDP neighbours before checking in (0: off)")
 }
 
 // doCheckin collects and checks in, retrying until accepted, a final
@@ -157,7 +200,7 @@ func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config
 	if err != nil {
 		return err
 	}
-	inv, notes := gather(ctx, d, f.sysRoot)
+	inv, notes := gather(ctx, d, f.sysRoot, f.lldpWait)
 	printNotes(stderr, notes)
 	req := checkin.Request{Phase: phase, AgentVersion: agentVersion(), Inventory: inv, Notes: notes}
 	var resp checkin.Response
@@ -232,6 +275,9 @@ func newRunCmd(d *deps) *cobra.Command {
 				return err
 			}
 			cfg := checkin.Config{Server: p.Server, Token: p.Token, CAFile: p.CAFile}
+			if p.LLDPWait > 0 && !cmd.Flags().Changed("lldp-wait") {
+				f.lldpWait = p.LLDPWait
+			}
 			return doCheckin(cmd.Context(), d, &f, cfg, p.Phase, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

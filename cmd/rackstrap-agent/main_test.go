@@ -267,3 +267,23 @@ func TestBinaries(t *testing.T) {
 		})
 	}
 }
+
+func TestInventoryLLDPWaitOnThisHost(t *testing.T) {
+	t.Parallel()
+	// No switch sends LLDP to this host's NICs: each NIC that is up gets a
+	// note after the wait, and the inventory is still printed.
+	start := time.Now()
+	stdout, stderr, err := execute(t, testDeps(), "inventory", "--lldp-wait", "300ms")
+	if err != nil {
+		t.Fatalf("inventory --lldp-wait: %v", err)
+	}
+	if _, err := inventory.Parse([]byte(stdout)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "note: lldp: ") || !strings.Contains(stderr, "no neighbour within 300ms") {
+		t.Errorf("stderr = %q, want a note per NIC that heard no neighbour", stderr)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("inventory --lldp-wait 300ms took %v", el)
+	}
+}

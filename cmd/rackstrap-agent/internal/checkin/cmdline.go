@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 	"unicode"
 )
 
 // BootParams are the agent's settings from the kernel command line, as the
 // controller's iPXE script writes them:
 //
-//	rackstrap.server=https://10.0.0.1:8443 rackstrap.token=… rackstrap.phase=netboot [rackstrap.ca=/etc/rackstrap/ca.pem]
+//	rackstrap.server=https://10.0.0.1:8443 rackstrap.token=… rackstrap.phase=netboot [rackstrap.ca=/etc/rackstrap/ca.pem] [rackstrap.lldp=35s]
 type BootParams struct {
 	Server string
 	Token  string
@@ -19,6 +20,9 @@ type BootParams struct {
 	// CAFile is the CA bundle inside the initramfs, when the command line
 	// names one.
 	CAFile string
+	// LLDPWait is how long to listen for LLDP neighbours before checking in
+	// (rackstrap.lldp=30s); 0 when not asked.
+	LLDPWait time.Duration
 }
 
 // ErrNoBootParams says the command line has none of the rackstrap.* keys:
@@ -39,7 +43,7 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 		return BootParams{}, fmt.Errorf("kernel command line is %d bytes, over %d: not a command line", len(cmdline), maxCmdline)
 	}
 	var p BootParams
-	var phase string
+	var phase, lldpWait string
 	seen := false
 	for _, w := range splitCmdline(cmdline) {
 		if w == "--" {
@@ -58,6 +62,8 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 			phase, seen = v, true
 		case "rackstrap.ca":
 			p.CAFile, seen = v, true
+		case "rackstrap.lldp":
+			lldpWait = v
 		}
 	}
 	if !seen {
@@ -83,6 +89,14 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 	}
 	if p.CAFile != "" && !strings.HasPrefix(p.CAFile, "/") {
 		errs = append(errs, fmt.Errorf("rackstrap.ca=%q is not an absolute path", p.CAFile))
+	}
+	if lldpWait != "" {
+		d, err := time.ParseDuration(lldpWait)
+		if err != nil || d < 0 || d > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("rackstrap.lldp=%q is not a duration between 0s and 10m", lldpWait))
+		} else {
+			p.LLDPWait = d
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return BootParams{}, fmt.Errorf("kernel command line: %w; check the node's boot script on the controller", err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -20,9 +21,10 @@ func TestParseCmdline(t *testing.T) {
 			want: BootParams{Server: "https://10.0.0.1:8443", Token: "AbC-123_xyz", Phase: Netboot},
 		},
 		"quoted and ca": {
-			in:   `rackstrap.server="http://[fd00::1]:8080" "rackstrap.token=t0k" rackstrap.phase=firstboot rackstrap.ca=/etc/rackstrap/ca.pem`,
-			want: BootParams{Server: "http://[fd00::1]:8080", Token: "t0k", Phase: Firstboot, CAFile: "/etc/rackstrap/ca.pem"},
+			in:   `rackstrap.server="http://[fd00::1]:8080" "rackstrap.token=t0k" rackstrap.phase=firstboot rackstrap.ca=/etc/rackstrap/ca.pem rackstrap.lldp=35s`,
+			want: BootParams{Server: "http://[fd00::1]:8080", Token: "t0k", Phase: Firstboot, CAFile: "/etc/rackstrap/ca.pem", LLDPWait: 35 * time.Second},
 		},
+		"bad lldp wait": {in: "rackstrap.server=http://a rackstrap.token=t rackstrap.phase=netboot rackstrap.lldp=forever", err: `rackstrap.lldp="forever" is not a duration`},
 		"later wins": {
 			in:   "rackstrap.phase=netboot rackstrap.server=http://a rackstrap.token=one rackstrap.token=two rackstrap.phase=firstboot",
 			want: BootParams{Server: "http://a", Token: "two", Phase: Firstboot},
