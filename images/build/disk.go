@@ -9,6 +9,7 @@ import (
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/filesystem/ext4"
@@ -86,11 +87,20 @@ func writeDisk(ctx context.Context, out string, p diskParams) error {
 			need/mib, l.rootBytes()/mib, (need+l.espBytes()+4*mib)/mib+1)
 	}
 	_ = os.Remove(out)
-	d, err := diskfs.Create(out, p.size, diskfs.SectorSize512)
+	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", out, err)
 	}
-	defer d.Close()
+	defer f.Close()
+	if err := f.Truncate(p.size); err != nil {
+		return fmt.Errorf("create %s: %w", out, err)
+	}
+	cache := newPageCache(f)
+	d, err := diskfs.OpenBackend(file.New(cache, false), diskfs.WithOpenMode(diskfs.ReadWrite), diskfs.WithSectorSize(diskfs.SectorSize512))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", out, err)
+	}
+	p.cache = cache
 	table := &gpt.Table{
 		LogicalSectorSize:  sector,
 		PhysicalSectorSize: sector,
@@ -113,8 +123,7 @@ func writeDisk(ctx context.Context, out string, p diskParams) error {
 	if err := writeExt4(ctx, d, l, p); err != nil {
 		return err
 	}
-	f, err := d.Backend.Sys()
-	if err != nil {
+	if err := p.cache.Drop(); err != nil {
 		return err
 	}
 	return fixExt4(f, int64(l.rootStart)*sector, l.rootBytes(), derivedUUID(p.specDigest, "ext4-hash-seed"), p.epoch.Unix())
@@ -126,6 +135,7 @@ type diskParams struct {
 	diskGUID, espGUID, rootGUID [16]byte
 	fsUUID                      [16]byte
 	specDigest                  string
+	cache                       *pageCache
 	label                       string
 	esp                         []espFile
 	epoch                       time.Time
@@ -139,11 +149,10 @@ func writeESP(d *disk.Disk, l diskLayout, p diskParams) error {
 	if err := fillFAT(fs, p.esp, p.epoch); err != nil {
 		return fmt.Errorf("ESP: %w", err)
 	}
-	f, err := d.Backend.Sys()
-	if err != nil {
+	if err := p.cache.Drop(); err != nil {
 		return err
 	}
-	return fixFAT(f, int64(l.espStart)*sector, p.epoch)
+	return fixFAT(p.cache.f, int64(l.espStart)*sector, p.epoch)
 }
 
 func writeExt4(ctx context.Context, d *disk.Disk, l diskLayout, p diskParams) error {
