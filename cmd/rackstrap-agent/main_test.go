@@ -16,6 +16,8 @@ import (
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/checkin/checkintest"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/gpu"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+	"github.com/rackstrap/rackstrap/hwprofiles/profile"
+	"github.com/rackstrap/rackstrap/hwprofiles/validate"
 )
 
 // testDeps stubs NVML with "no driver" and makes retries fast.
@@ -285,5 +287,32 @@ func TestInventoryLLDPWaitOnThisHost(t *testing.T) {
 	}
 	if el := time.Since(start); el > 5*time.Second {
 		t.Errorf("inventory --lldp-wait 300ms took %v", el)
+	}
+}
+
+// TestInventoryValidatesAgainstQEMUProfile feeds what the agent prints for a
+// QEMU q35 VM (the fixture tree) to the controller's validator and the
+// bundled qemu-vm profile, picked by matching, as the controller does on
+// check-in.
+func TestInventoryValidatesAgainstQEMUProfile(t *testing.T) {
+	t.Parallel()
+	stdout, stderr, err := execute(t, testDeps(), "inventory", "--sys-root", hostTree(t))
+	if err != nil {
+		t.Fatalf("inventory: %v\n%s", err, stderr)
+	}
+	inv, err := inventory.Parse([]byte(stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := profile.Bundled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, res, err := validate.Node(cat, "", inv, nil)
+	if err != nil {
+		t.Fatalf("validate.Node: %v", err)
+	}
+	if res.Profile != "qemu-vm" || res.Verdict != validate.Pass || res.Errors != 0 {
+		t.Errorf("validate = profile %q verdict %q errors %d, want qemu-vm pass; findings:\n%v", res.Profile, res.Verdict, res.Errors, res.Findings)
 	}
 }

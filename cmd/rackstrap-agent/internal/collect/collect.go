@@ -40,6 +40,10 @@ type Options struct {
 	Collector string
 	// Now stamps CollectedAt; nil means time.Now.
 	Now func() time.Time
+	// NICInfo returns a NIC's driver and firmware versions as the kernel's
+	// ethtool interface reports them. Nil means the real ioctl when Root is
+	// "/", and nothing for a fixture tree.
+	NICInfo func(name string) (driverVersion, firmware string, err error)
 }
 
 // Result is an inventory and the notes of what could not be read.
@@ -85,7 +89,10 @@ func Collect(ctx context.Context, opts Options) Result {
 		CollectedAt: now().UTC(),
 		Collector:   opts.Collector,
 	}}
-	r := &reader{root: root}
+	r := &reader{root: root, nicInfo: opts.NICInfo}
+	if r.nicInfo == nil && filepath.Clean(root) == "/" {
+		r.nicInfo = ethtoolInfo
+	}
 	for _, c := range collectors {
 		if err := ctx.Err(); err != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: not collected: %v", c.name, err))
@@ -117,6 +124,8 @@ func runCollector(c collector, r *reader, inv *inventory.Inventory) (notes []str
 type reader struct {
 	root  string
 	procs []smbiosProc // SMBIOS type 4, filled by the smbios collector
+	// nicInfo is Options.NICInfo (nil: not asked).
+	nicInfo func(name string) (driverVersion, firmware string, err error)
 }
 
 // path maps an absolute host path ("/sys/block") below the root.

@@ -2,7 +2,9 @@ package collect
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,6 +96,7 @@ func dgxLike(t *testing.T) *tree {
 	tr.files("/sys/devices/virtual/net/lo", map[string]string{"address": "00:00:00:00:00:00"})
 	tr.link("/sys/class/net/lo", "../../devices/virtual/net/lo")
 	tr.file("/sys/module/mlx5_core/version", "24.01-0.3.3\n")
+	tr.file("/sys/devices/pci0000:18/0000:18:00.0/infiniband/mlx5_0/fw_ver", "28.41.1000\n")
 
 	// Disks: an NVMe namespace, a SATA SSD, and loop/zram noise.
 	nvmeCtl := "/sys/devices/pci0000:19/0000:19:00.0/nvme/nvme0"
@@ -146,8 +149,8 @@ func TestCollectFixtureHost(t *testing.T) {
 			{Address: "0000:19:00.0", VendorID: "144d", DeviceID: "a80a", SubVendorID: "10de", SubDeviceID: "16c1", Class: "010802", Vendor: "Samsung Electronics Co Ltd", Device: "NVMe SSD Controller PM9A1/PM9A3/980PRO", Driver: "nvme", LinkSpeedGTs: 16, MaxLinkSpeedGTs: 16, LinkWidth: 4, MaxLinkWidth: 4},
 		},
 		NICs: []inventory.NIC{
-			{Name: "ens1f0np0", MAC: "b8:3f:d2:00:00:01", Vendor: "Mellanox Technologies", Model: "MT2910 Family [ConnectX-7]", Driver: "mlx5_core", DriverVersion: "24.01-0.3.3", SpeedMbps: 400000, LinkUp: true, PCIAddress: "0000:18:00.0", Slot: "7"},
-			{Name: "ens1f1np1", MAC: "b8:3f:d2:00:00:02", Vendor: "Mellanox Technologies", Model: "MT2910 Family [ConnectX-7]", Driver: "mlx5_core", DriverVersion: "24.01-0.3.3", PCIAddress: "0000:18:00.0", Slot: "7"},
+			{Name: "ens1f0np0", MAC: "b8:3f:d2:00:00:01", Vendor: "Mellanox Technologies", Model: "MT2910 Family [ConnectX-7]", Driver: "mlx5_core", DriverVersion: "24.01-0.3.3", Firmware: "28.41.1000", SpeedMbps: 400000, LinkUp: true, PCIAddress: "0000:18:00.0", Slot: "7"},
+			{Name: "ens1f1np1", MAC: "b8:3f:d2:00:00:02", Vendor: "Mellanox Technologies", Model: "MT2910 Family [ConnectX-7]", Driver: "mlx5_core", DriverVersion: "24.01-0.3.3", Firmware: "28.41.1000", PCIAddress: "0000:18:00.0", Slot: "7"},
 		},
 		Disks: []inventory.BlockDevice{
 			{Name: "nvme0n1", Model: "SAMSUNG MZ1L21T9HCLS-00A07", Serial: "S6L7NA0T100001", WWN: "eui.36344730524000010025384100000001", SizeBytes: 3750748848 * 512, Type: inventory.DiskNVMe, Firmware: "GDC7302Q", PCIAddress: "0000:19:00.0"},
@@ -267,6 +270,38 @@ func TestCollectCanceled(t *testing.T) {
 	res := Collect(ctx, Options{Root: dgxLike(t).root})
 	if len(res.Notes) != len(collectors) || len(res.Inventory.PCI) != 0 {
 		t.Errorf("canceled Collect: notes %q, pci %d; want one note per collector and nothing read", res.Notes, len(res.Inventory.PCI))
+	}
+}
+
+func TestCollectNICInfoHook(t *testing.T) {
+	t.Parallel()
+	tr := dgxLike(t)
+	var asked []string
+	var mu sync.Mutex
+	res := Collect(context.Background(), Options{Root: tr.root, NICInfo: func(name string) (string, string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, name)
+		if name == "ens1f1np1" {
+			return "", "", errors.New("ethtool ens1f1np1: driver info: no such device")
+		}
+		return "6.1.0-18-amd64", firmwareVersion("28.42.1000 (MT_0000000838)"), nil
+	}})
+	nics := res.Inventory.NICs
+	if nics[0].Firmware != "28.42.1000" || nics[0].DriverVersion != "24.01-0.3.3" {
+		t.Errorf("nic 0 firmware %q driver %q, want ethtool's firmware and the module's version", nics[0].Firmware, nics[0].DriverVersion)
+	}
+	if nics[1].Firmware != "28.41.1000" {
+		t.Errorf("nic 1 firmware %q, want the sysfs fw_ver when ethtool fails", nics[1].Firmware)
+	}
+	if diff := cmp.Diff([]string{"ens1f0np0", "ens1f1np1"}, asked); diff != "" {
+		t.Errorf("NICInfo asked for (-want +got):\n%s", diff)
+	}
+	checkNotes(t, res.Notes, []string{"nic: ethtool ens1f1np1: driver info: no such device"})
+	for in, want := range map[string]string{"28.41.1000 (MT_0000000838)": "28.41.1000", "0x80000f0d, 1.2829.0": "0x80000f0d", "N/A": "", "": "", "1.2.3": "1.2.3"} {
+		if got := firmwareVersion(in); got != want {
+			t.Errorf("firmwareVersion(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ func collectNICs(r *reader, inv *inventory.Inventory) ([]string, error) {
 		pciByAddr[d.Address] = d
 	}
 	var nics []inventory.NIC
+	var notes []string
 	for _, e := range entries {
 		name := e.Name()
 		dir := netClass + "/" + name + "/"
@@ -49,6 +50,22 @@ func collectNICs(r *reader, inv *inventory.Inventory) ([]string, error) {
 				n.SpeedMbps = int(s)
 			}
 		}
+		if r.nicInfo != nil {
+			dv, fw, err := r.nicInfo(name)
+			if err != nil {
+				notes = append(notes, err.Error())
+			}
+			if n.DriverVersion == "" {
+				n.DriverVersion = dv
+			}
+			n.Firmware = fw
+		}
+		if n.Firmware == "" {
+			// mlx5 and other RDMA NICs also export it in sysfs.
+			if ib, err := os.ReadDir(r.path(dir + "device/infiniband")); err == nil && len(ib) > 0 {
+				n.Firmware = firmwareVersion(r.str(dir + "device/infiniband/" + ib[0].Name() + "/fw_ver"))
+			}
+		}
 		if d, ok := pciByAddr[n.PCIAddress]; ok {
 			n.Vendor, n.Model, n.Slot = d.Vendor, d.Device, d.Slot
 		}
@@ -57,7 +74,7 @@ func collectNICs(r *reader, inv *inventory.Inventory) ([]string, error) {
 	sort.Slice(nics, func(i, j int) bool { return nics[i].Name < nics[j].Name })
 	inv.NICs = nics
 	if len(nics) == 0 {
-		return nil, fmt.Errorf("no network interface backed by a device in %s", netClass)
+		return notes, fmt.Errorf("no network interface backed by a device in %s", netClass)
 	}
-	return nil, nil
+	return notes, nil
 }

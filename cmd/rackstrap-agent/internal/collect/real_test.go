@@ -67,6 +67,7 @@ func TestCollectThisHost(t *testing.T) {
 		if n.Driver == "" {
 			t.Errorf("nic %s has no driver", n.Name)
 		}
+		t.Logf("nic %s: driver %s %q firmware %q (ethtool ioctl)", n.Name, n.Driver, n.DriverVersion, n.Firmware)
 	}
 
 	// Every disk's size is what /proc/partitions says (in KiB).
@@ -92,6 +93,10 @@ func TestCollectThisHost(t *testing.T) {
 		if d.Type == "" {
 			t.Errorf("disk %s has no type", d.Name)
 		}
+	}
+
+	if hasNotePrefix(res.Notes, "nic: ethtool") {
+		t.Errorf("the ethtool ioctl failed on this host: %q", res.Notes)
 	}
 
 	// DMI: when the kernel exports it, system identity is reported; when
