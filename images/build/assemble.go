@@ -65,7 +65,26 @@ func (b *builder) addSource(t *rootfs.Tree, key string, src spec.Source, layer s
 		}
 		b.inputs = append(b.inputs, Input{Key: key, Kind: "tarball", Path: src.Tarball, Digest: d})
 	case "oci":
-		return fmt.Errorf("%s.oci: OCI image sources are not supported by this build yet; export the image with 'crane export' or 'docker export' to a tarball and use tarball", key)
+		o := rootfs.OCI{Ref: src.OCI.Ref, Platform: src.OCI.Platform}
+		path := src.OCI.Layout
+		if path != "" {
+			o.Layout = b.spec.Resolve(path)
+			if err := checkExists(key+".oci.layout", path, o.Layout, true); err != nil {
+				return err
+			}
+		} else {
+			path = src.OCI.Tarball
+			o.Tarball = b.spec.Resolve(path)
+			if err := checkExists(key+".oci.tarball", path, o.Tarball, false); err != nil {
+				return err
+			}
+		}
+		d, sk, err := t.AddOCI(o, layer, filepath.Join(b.scratch, "content"))
+		b.skipped.Devices += sk.Devices
+		if err != nil {
+			return err
+		}
+		b.inputs = append(b.inputs, Input{Key: key, Kind: "oci", Path: path, Digest: d})
 	default:
 		return fmt.Errorf("%s: no source; set dir, tarball or oci", key)
 	}
