@@ -356,3 +356,35 @@ func FuzzParseSMBIOS(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCPUInfo(f *testing.F) {
+	f.Add([]byte("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: X\nphysical id\t: 0\ncore id\t\t: 0\ncpu cores\t: 1\n\n"))
+	f.Add([]byte("processor\t: 0\nCPU implementer\t: 0x41\n\nprocessor\t: 1\nphysical id\t: 1\n"))
+	f.Add([]byte("Hardware\t: BCM2835\n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cpus, err := parseCPUInfo(data)
+		if err != nil {
+			return
+		}
+		for _, c := range cpus {
+			if c.Threads < 1 || c.Cores < 1 {
+				t.Fatalf("cpu %+v: want at least one core and thread", c)
+			}
+		}
+	})
+}
+
+func FuzzParsePCIIDs(f *testing.F) {
+	f.Add("10de  NVIDIA Corporation\n\t2330  GH100 [H100 SXM5 80GB]\n\t\t10de 16c1  H100 SXM5 80GB\nC 02  Network controller\n")
+	f.Add("\t1234  orphan device\nzz\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		ids := &pciIDs{vendors: map[string]string{}, devices: map[string]string{}}
+		ids.parse(data)
+		for k := range ids.devices {
+			if len(k) != 9 || k[4] != ':' {
+				t.Fatalf("device key %q is not vvvv:dddd", k)
+			}
+		}
+	})
+}

@@ -140,7 +140,7 @@ func (ids *pciIDs) parse(data string) {
 		}
 		if line[0] != '\t' {
 			id, name, ok := strings.Cut(line, "  ")
-			if !ok || len(id) != 4 {
+			if !ok || !isHex4(id) {
 				vendor = ""
 				continue
 			}
@@ -152,7 +152,7 @@ func (ids *pciIDs) parse(data string) {
 			continue
 		}
 		id, name, ok := strings.Cut(line[1:], "  ")
-		if ok && len(id) == 4 {
+		if ok && isHex4(id) {
 			ids.devices[vendor+":"+strings.ToLower(id)] = strings.TrimSpace(name)
 		}
 	}
@@ -161,4 +161,17 @@ func (ids *pciIDs) parse(data string) {
 // names returns the vendor and device names of an id pair ("" if unknown).
 func (ids *pciIDs) names(vendor, device string) (string, string) {
 	return ids.vendors[vendor], ids.devices[vendor+":"+device]
+}
+
+// isHex4 matches a four-digit hex id.
+func isHex4(s string) bool {
+	if len(s) != 4 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }
