@@ -1,0 +1,118 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rackstrap/rackstrap/controller"
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
+)
+
+// TestRealEdgeDrivesASimulatedRack runs the real controller (bmclib over
+// Redfish, its own DHCP/TFTP/HTTP, agent check-ins and tasks) against four
+// simulated machines, one quarantined and one with a corrupt disk.
+func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	l, err := Prepare(Config{Rack: "t1", Nodes: 4, Dir: filepath.Join(dir, "artifacts"), ImageSize: 4 << 20,
+		Faults: map[int]Fault{2: FaultGPUx8, 3: FaultImageCorrupt}, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := controller.Config{DataDir: filepath.Join(dir, "data"), APIListen: "127.0.0.1:0", Edge: l.Edge, Boot: l.Boot,
+		Engine: lifecycle.Config{MaxAttempts: 2, BackoffBase: 50 * time.Millisecond, Poll: 50 * time.Millisecond,
+			Deadlines: map[string]time.Duration{lifecycle.StepWaitNetboot: 90 * time.Second, lifecycle.StepWaitFirstBoot: 90 * time.Second}}}
+	ready := make(chan *controller.Controller, 1)
+	done := make(chan error, 1)
+	go func() { done <- controller.Run(ctx, cfg, log, func(c *controller.Controller) { ready <- c }) }()
+	var ctl *controller.Controller
+	select {
+	case ctl = <-ready:
+	case err := <-done:
+		t.Fatalf("controller: %v", err)
+	}
+	for _, n := range l.Nodes {
+		if _, _, err := ctl.Store.CreateNode(ctx, n, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]model.State{"t1-n01": model.Ready, "t1-n02": model.Quarantined, "t1-n03": model.Failed, "t1-n04": model.Ready}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		got := map[string]model.State{}
+		for name := range want {
+			n, err := ctl.Store.GetNode(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[name] = n.State
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			for name := range want {
+				n, _ := ctl.Store.GetNode(ctx, name)
+				t.Logf("%s: %s %s %s", name, n.State, n.FailureClass, n.FailureMsg)
+			}
+			t.Fatalf("states = %v, want %v (hosts by stage: %v)", got, want, l.Stages())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	n1, _ := ctl.Store.GetNode(ctx, "t1-n01")
+	if n1.Identity.Serial != "RSIM000001" || len(n1.Identity.MACs) == 0 || !strings.Contains(string(n1.Inventory), "H100") {
+		t.Errorf("n01 identity/inventory from the BMC and agent: %+v", n1.Identity)
+	}
+	n2, _ := ctl.Store.GetNode(ctx, "t1-n02")
+	if !strings.Contains(string(n2.Findings), "x8") {
+		t.Errorf("quarantined node's findings do not mention the x8 link: %s", n2.Findings)
+	}
+	n3, _ := ctl.Store.GetNode(ctx, "t1-n03")
+	if n3.FailureClass != model.ClassImageVerifyFailed {
+		t.Errorf("corrupt-image node failed with %s (%s), want image-verify-failed", n3.FailureClass, n3.FailureMsg)
+	}
+	leases, err := ctl.Store.LoadLeases(ctx)
+	if err != nil || len(leases) < 3 {
+		t.Errorf("DHCP leases in the store: %d, %v", len(leases), err)
+	}
+	if _, err := ctl.Store.VerifyAudit(ctx); err != nil {
+		t.Error(err)
+	}
+	entries, _ := ctl.Store.ListAudit(ctx, store.AuditFilter{Node: "t1-n01", Limit: 10000})
+	seen := map[string]bool{}
+	for _, e := range entries {
+		seen[e.Action] = true
+	}
+	for _, a := range []string{"agent.token.issue", "agent.checkin", "agent.task.create", "agent.task.finish", "state.change"} {
+		if !seen[a] {
+			t.Errorf("audit of n01 lacks %s", a)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("controller stopped with %v", err)
+	}
+}
