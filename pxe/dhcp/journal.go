@@ -17,13 +17,17 @@ import (
 // FileStore is a LeaseStore on an append-only JSON-lines journal: each
 // Commit appends its batch with one write and one fsync. Load replays the
 // journal (the last line of an address wins, a torn last line is ignored),
-// then rewrites it compacted, keeping only bound and declined leases.
+// then rewrites it compacted, keeping only bound and declined leases; Commit
+// compacts the same way once the journal holds four times more lines than
+// addresses, so renewals do not grow it without bound.
 type FileStore struct {
 	path string
 	now  func() time.Time
 
-	mu sync.Mutex
-	f  *os.File
+	mu     sync.Mutex
+	f      *os.File
+	latest map[string]Lease // by IP: what a compaction keeps
+	lines  int              // lines in the journal file
 }
 
 var _ LeaseStore = (*FileStore)(nil)
@@ -42,7 +46,6 @@ func (s *FileStore) Load(ctx context.Context) ([]Lease, error) {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
 	latest := map[string]Lease{}
-	var order []string
 	for i, line := range bytes.Split(data, []byte{'\n'}) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -54,23 +57,31 @@ func (s *FileStore) Load(ctx context.Context) ([]Lease, error) {
 			}
 			return nil, fmt.Errorf("load leases: %s line %d: %v; move the file aside to start with no leases", s.path, i+1, err)
 		}
-		k := l.IP.String()
-		if _, ok := latest[k]; !ok {
-			order = append(order, k)
-		}
-		latest[k] = l
+		latest[l.IP.String()] = l
 	}
+	s.latest = latest
+	out, err := s.compact()
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// compact rewrites the journal with the live leases only.
+func (s *FileStore) compact() ([]Lease, error) {
 	now := s.now()
 	var out []Lease
-	for _, k := range order {
-		l := latest[k]
+	for k, l := range s.latest {
 		if l.State == Bound || (l.State == Declined && now.Before(l.Expires)) {
 			out = append(out, l)
+		} else {
+			delete(s.latest, k)
 		}
 	}
 	if err := s.rewrite(out); err != nil {
 		return nil, err
 	}
+	s.lines = len(out)
 	return out, nil
 }
 
@@ -140,6 +151,20 @@ func (s *FileStore) Commit(ctx context.Context, ls []Lease) error {
 	}
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("commit leases: %w", err)
+	}
+	if s.latest == nil {
+		s.latest = map[string]Lease{}
+	}
+	for _, l := range ls {
+		s.latest[l.IP.String()] = l
+	}
+	s.lines += len(ls)
+	if s.lines > 4*len(s.latest)+1024 {
+		// The batch is already durable; a failed compaction leaves the
+		// longer journal, which is still correct.
+		if _, err := s.compact(); err != nil {
+			return nil
+		}
 	}
 	return nil
 }

@@ -57,12 +57,19 @@ func (r *relay) port() uint16 { return uint16(r.conn.LocalAddr().(*net.UDPAddr).
 
 func (r *relay) exchange(req *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 	r.t.Helper()
+	return r.exchangeWithin(req, 3*time.Second)
+}
+
+// exchangeWithin sends req and returns the reply with its transaction ID,
+// or nil after d.
+func (r *relay) exchangeWithin(req *dhcpv4.DHCPv4, d time.Duration) *dhcpv4.DHCPv4 {
+	r.t.Helper()
 	req.GatewayIPAddr = net.IPv4(127, 0, 0, 1)
 	if _, err := r.conn.WriteToUDPAddrPort(req.ToBytes(), r.srv); err != nil {
 		r.t.Fatal(err)
 	}
 	buf := make([]byte, 1500)
-	r.conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	r.conn.SetReadDeadline(time.Now().Add(d))
 	for {
 		n, _, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -330,7 +337,7 @@ func TestRestartKeepsLeases(t *testing.T) {
 	h2 := start(t, cfg, NewFileStore(path))
 	// The pool (3 addresses) is full of the old leases: a new client finds
 	// none, and each old client gets its own address back.
-	if off := h2.relay.exchange(discover(net.HardwareAddr{2, 0, 0, 0, 0, 9})); off != nil {
+	if off := h2.relay.exchangeWithin(discover(net.HardwareAddr{2, 0, 0, 0, 0, 9}), 500*time.Millisecond); off != nil {
 		t.Errorf("new client offered %v from a full pool, want no offer", off.YourIPAddr)
 	}
 	for _, m := range macs {
