@@ -117,8 +117,9 @@ type Config struct {
 	// MaxBatch bounds the leases committed in one store call (default 1024).
 	MaxBatch int
 	// MaxQueueDelay drops a DISCOVER that waited longer than this for a
-	// worker (default 250 ms): its client has likely given up on the
-	// answer, and the time is better spent on exchanges under way.
+	// worker (default 500 ms; iPXE retransmits after 1 s): its client has
+	// likely given up on the answer, and the time is better spent on
+	// exchanges under way.
 	MaxQueueDelay time.Duration
 	// ReadBuffer is the socket receive buffer in bytes (default 1 MiB).
 	ReadBuffer int
@@ -171,7 +172,7 @@ func (c Config) withDefaults() Config {
 		c.ReadBuffer = 1 << 20
 	}
 	if c.MaxQueueDelay == 0 {
-		c.MaxQueueDelay = 250 * time.Millisecond
+		c.MaxQueueDelay = 500 * time.Millisecond
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1024
