@@ -12,6 +12,7 @@ package bmc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -196,6 +197,8 @@ type Result struct {
 type Client struct {
 	cfg Config
 
+	tlsSessions tls.ClientSessionCache
+
 	mu    sync.Mutex
 	locks map[string]*bmcLock
 	done  map[string]Result // idempotency keys carried out, bounded
@@ -211,7 +214,7 @@ const maxKeys = 4096
 
 // New returns a Client.
 func New(cfg Config) *Client {
-	return &Client{cfg: cfg.withDefaults(), locks: map[string]*bmcLock{}, done: map[string]Result{}}
+	return &Client{cfg: cfg.withDefaults(), locks: map[string]*bmcLock{}, done: map[string]Result{}, tlsSessions: tls.NewLRUClientSessionCache(4096)}
 }
 
 // lock waits until no other operation runs on the BMC.
@@ -310,7 +313,8 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	unlock, err := c.lock(ctx, string(ep.proto())+" "+tgt.hostPort())
+	// One operation per BMC: Redfish and IPMI to one address wait for each other too.
+	unlock, err := c.lock(ctx, tgt.host)
 	if err != nil {
 		return Result{}, err
 	}
@@ -319,7 +323,7 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 		r.Changed, r.Note = false, "idempotency key already carried out: "+r.Note
 		return r, nil
 	}
-	cn := &conn{ep: ep, tgt: tgt, tr: newTransport(ctx, ep, c.cfg.MaxBody)}
+	cn := &conn{ep: ep, tgt: tgt, tr: newTransport(ctx, ep, c.cfg.MaxBody, c.tlsSessions)}
 	defer cn.tr.close()
 	if ep.proto() == Redfish {
 		cn.rf = &rfReader{base: tgt.baseURL(), user: ep.Username, pass: ep.Password, hc: cn.tr.client()}

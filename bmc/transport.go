@@ -28,7 +28,7 @@ type transport struct {
 	seen string // fingerprint of the last certificate presented
 }
 
-func newTransport(ctx context.Context, ep Endpoint, maxBody int64) *transport {
+func newTransport(ctx context.Context, ep Endpoint, maxBody int64, sessions tls.ClientSessionCache) *transport {
 	t := &transport{maxBody: maxBody}
 	t.ctx.Store(&ctx)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
@@ -43,6 +43,9 @@ func newTransport(ctx context.Context, ep Endpoint, maxBody int64) *transport {
 			// BMCs ship self-signed certificates: trust comes from the pin
 			// (trust on first use), checked below, not from a CA.
 			InsecureSkipVerify: true, //nolint:gosec
+			// Resumed sessions save most of a handshake's cost; the pin
+			// below is still checked on every connection.
+			ClientSessionCache: sessions,
 			VerifyConnection: func(cs tls.ConnectionState) error {
 				if len(cs.PeerCertificates) == 0 {
 					return nil
@@ -72,7 +75,11 @@ func (t *transport) fingerprint() string {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := *t.ctx.Load()
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	req = req.WithContext(ctx)
+	// gofish asks for a new connection per request; one operation's requests
+	// share connections instead (the transport ends with the operation).
+	req.Close = false
+	resp, err := t.base.RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}

@@ -102,6 +102,16 @@ func Start(cfg Config, nodes ...Node) (*Fleet, error) {
 	return f, nil
 }
 
+// StartSample serves n BMCs made by SampleNode(0) to SampleNode(n-1): a
+// rack (or a fleet) of distinct machines in one call.
+func StartSample(cfg Config, n int) (*Fleet, error) {
+	nodes := make([]Node, n)
+	for i := range nodes {
+		nodes[i] = SampleNode(i)
+	}
+	return Start(cfg, nodes...)
+}
+
 // Add serves one more BMC, on the next address.
 func (f *Fleet) Add(node Node) (*BMC, error) {
 	f.addMu.Lock()
