@@ -126,14 +126,25 @@ outputs:
 	vars := filepath.Join(dir, "vars.fd")
 	copyHost(t, "/usr/share/OVMF/OVMF_VARS.fd", vars)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	// TCG only: some hosts have a /dev/kvm that opens but never runs a guest
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "512", "-nodefaults",
-		"-display", "none", "-serial", "stdio", "-no-reboot",
+	want := "root=PARTUUID=" + uuidString(derivedUUID(res.Manifest.SpecDigest, "gpt-root"))
+	line := bootQEMU(t, "RACKSTRAP-DISK-BOOT-OK", "-machine", "q35,accel=tcg",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
 		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
 		"-drive", "if=virtio,format=raw,file="+raw)
+	if !strings.Contains(line, want) || !strings.Contains(line, "rackstrap.test=disk") {
+		t.Fatalf("booted with the wrong command line: %s\nwant %s", line, want)
+	}
+}
+
+// bootQEMU runs QEMU (TCG only: some hosts have a /dev/kvm that opens but
+// never runs a guest) with a serial console and returns the console line
+// holding marker, failing after a deadline.
+func bootQEMU(t *testing.T, marker string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	base := []string{"-m", "512", "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", append(base, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -149,19 +160,78 @@ outputs:
 	var console strings.Builder
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	want := "root=PARTUUID=" + uuidString(derivedUUID(res.Manifest.SpecDigest, "gpt-root"))
 	for sc.Scan() {
 		line := sc.Text()
 		console.WriteString(line + "\n")
-		if strings.Contains(line, "RACKSTRAP-DISK-BOOT-OK") {
-			if !strings.Contains(line, want) || !strings.Contains(line, "rackstrap.test=disk") {
-				t.Fatalf("booted with the wrong command line: %s\nwant %s", line, want)
-			}
-			return
+		if strings.Contains(line, marker) {
+			return line
 		}
 	}
 	io.Copy(io.Discard, stdout)
-	t.Fatalf("no boot marker within the deadline (%v); console:\n%s", ctx.Err(), tail(console.String(), 3000))
+	t.Fatalf("no %s on the console within the deadline (%v); console:\n%s", marker, ctx.Err(), tail(console.String(), 3000))
+	return ""
+}
+
+const isoInit = `#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "RACKSTRAP-ISO-BOOT-OK $(/bin/busybox cat /proc/cmdline)" > /dev/console
+/bin/busybox poweroff -f
+`
+
+// TestQEMUBootsISO boots the ISO twice: SeaBIOS through El Torito and
+// isolinux, and OVMF through the El Torito EFI image and systemd-boot. Both
+// load the kernel and our zstd newc initramfs, whose /init prints a marker:
+// the netboot initramfs is proven too.
+func TestQEMUBootsISO(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"qemu-system-x86_64", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed; run 'make test-deps' (qemu-system-x86, busybox-static)", tool)
+		}
+	}
+	kpath, release := bootKernel(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	r := filepath.Join(dir, "rootfs")
+	copyHost(t, kpath, filepath.Join(r, "boot/vmlinuz-"+release))
+	busybox, _ := exec.LookPath("busybox")
+	copyHost(t, busybox, filepath.Join(r, "bin/busybox"))
+	os.Chmod(filepath.Join(r, "bin/busybox"), 0o755)
+	os.MkdirAll(filepath.Join(r, "proc"), 0o755)
+	os.MkdirAll(filepath.Join(r, "dev"), 0o755)
+	write(t, filepath.Join(r, "init"), isoInit, 0o755)
+	copyHost(t, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", filepath.Join(r, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
+	copyHost(t, "/usr/lib/ISOLINUX/isolinux.bin", filepath.Join(r, "usr/lib/ISOLINUX/isolinux.bin"))
+	copyHost(t, "/usr/lib/syslinux/modules/bios/ldlinux.c32", filepath.Join(r, "usr/lib/syslinux/modules/bios/ldlinux.c32"))
+	write(t, filepath.Join(dir, "image.yaml"), fmt.Sprintf(`api_version: rackstrap.io/image/v1
+name: isome
+version: "1"
+source_date_epoch: 1700000000
+base: {dir: rootfs}
+kernel: {version: %s, cmdline: console=ttyS0 panic=-1 rackstrap.test=iso}
+outputs:
+  iso: {}
+`, release), 0o644)
+	iso := build(t, dir, filepath.Join(dir, "out")).Files["isome.iso"]
+	t.Run("bios", func(t *testing.T) {
+		t.Parallel()
+		line := bootQEMU(t, "RACKSTRAP-ISO-BOOT-OK", "-machine", "accel=tcg", "-cdrom", iso)
+		if !strings.Contains(line, "rackstrap.test=iso") {
+			t.Errorf("console: %s", line)
+		}
+	})
+	t.Run("efi", func(t *testing.T) {
+		t.Parallel()
+		vars := filepath.Join(t.TempDir(), "vars.fd")
+		copyHost(t, "/usr/share/OVMF/OVMF_VARS.fd", vars)
+		line := bootQEMU(t, "RACKSTRAP-ISO-BOOT-OK", "-machine", "q35,accel=tcg",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+			"-drive", "file="+iso+",media=cdrom,if=none,id=cd", "-device", "ide-cd,drive=cd")
+		if !strings.Contains(line, "rackstrap.test=iso") {
+			t.Errorf("console: %s", line)
+		}
+	})
 }
 
 func tail(s string, n int) string {
