@@ -160,6 +160,15 @@ func start(t *testing.T, cfg Config, store LeaseStore) *harness {
 	return h
 }
 
+// waitSent waits until the server counted n replies of type typ: the
+// counter moves just after the send, so the client may see the reply first.
+func (h *harness) waitSent(typ string, n uint64) {
+	deadline := time.Now().Add(2 * time.Second)
+	for h.srv.Stats().Sent[typ] < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (h *harness) stop() {
 	if h.cancel == nil {
 		return
@@ -226,6 +235,7 @@ func TestRelayedDORA(t *testing.T) {
 	if !again.YourIPAddr.Equal(ack.YourIPAddr) {
 		t.Errorf("second DORA gave %v, want %v", again.YourIPAddr, ack.YourIPAddr)
 	}
+	h.waitSent("ACK", 2)
 	st := h.srv.Stats()
 	if st.Received["DISCOVER"] != 2 || st.Sent["ACK"] != 2 || st.Pools[0].Bound != 1 {
 		t.Errorf("Stats() = %+v, want 2 DISCOVER, 2 ACK, 1 bound", st)
@@ -450,6 +460,7 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	h := start(t, loopConfig(0), nil)
 	dora(t, h.relay, net.HardwareAddr{2, 0, 0, 0, 2, 1})
+	h.waitSent("ACK", 1)
 	reg := prometheus.NewRegistry()
 	if err := h.srv.Register(reg); err != nil {
 		t.Fatal(err)
