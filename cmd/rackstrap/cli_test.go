@@ -195,11 +195,11 @@ func TestHelpIsComplete(t *testing.T) {
 func TestDemoRunsToTheEnd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	out, err := run(t, "demo", "--data-dir", dir, "--api-listen", "127.0.0.1:0", "--simulate-boot-time", "50ms", "--simulate-image-time", "50ms")
+	out, err := run(t, "demo", "--data-dir", dir, "--boot-delay", "10ms", "--image-mib", "4")
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Summary", "7 HandedOff", "1 Quarantined", "reseat GPU", "Audit chain intact", dir} {
+	for _, want := range []string{"Summary", "1 Quarantined, 6 Ready, 1 Failed", "reseat GPU", "image-verify-failed", "Audit chain intact", dir} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

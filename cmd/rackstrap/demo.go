@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -15,102 +17,120 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackstrap/rackstrap/controller"
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/store"
+	"github.com/rackstrap/rackstrap/test/lab"
 )
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var (
-		f       serveFlags
-		timeout time.Duration
+		dataDir, apiListen, logFormat, logLevel string
+		nodes                                   int
+		bootDelay, timeout                      time.Duration
+		imageMiB                                int64
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Bootstrap a simulated rack of 8 machines on this computer, live",
-		Long: `Run a controller on a fresh SQLite store in a temporary data dir with a
-simulated rack, and show each machine's progress live until every one rests:
-handed off to the cluster, or stopped by a fault a technician must see.
+		Short: "Bootstrap a simulated rack of 8 machines on this computer, live, over real protocols",
+		Long: `Run a controller on a fresh SQLite store in a temporary data dir, and a
+simulated rack beside it on loopback: a Redfish BMC simulator per machine, and
+simulated hosts that boot like real ones when their BMC powers them on (DHCP
+through a rack relay with option 82, the boot program over TFTP, the iPXE
+script and kernel over HTTP, the agent's check-in, the OS image streamed and
+verified). The controller drives them exactly as it drives hardware: bmclib
+over Redfish, its own DHCP/TFTP/HTTP, one-time enrolment tokens.
 
-Two machines are given faults on purpose: one has a GPU at PCIe x8 (it is
-quarantined with a finding), one has a flaky BMC (its first calls fail and
-are retried). The data dir is kept so you can look at it afterwards.`,
+Each machine's progress is shown live until every one rests. Two machines are
+given faults on purpose: slot 3 has a GPU trained at PCIe x8 (validation
+quarantines it with a finding), slot 6 writes a corrupt image (it fails with
+image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("data-dir") {
+			if dataDir == "" {
 				dir, err := os.MkdirTemp("", "rackstrap-demo-")
 				if err != nil {
 					return err
 				}
-				f.dataDir = dir
-			}
-			rack := f.simRack
-			if !cmd.Flags().Changed("simulate-fault") {
-				f.simFaults = []string{rack + "-n03=bad-gpu", rack + "-n05=flaky-bmc"}
+				dataDir = dir
 			}
 			log, err := newLogger(io.Discard, "text", "info")
 			if err != nil {
 				return err
 			}
-			if f.logFormat != "auto" || f.logLevel != "info" {
+			if logFormat != "auto" || logLevel != "info" {
 				// Asked for logs: they go to stderr beside the live view.
-				if log, err = newLogger(cmd.ErrOrStderr(), f.logFormat, f.logLevel); err != nil {
+				if log, err = newLogger(cmd.ErrOrStderr(), logFormat, logLevel); err != nil {
 					return err
 				}
-			}
-			cfg, err := f.config()
-			if err != nil {
-				return err
 			}
 			ctx, stop := signal.NotifyContext(contextOrBackground(cmd), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
+
+			rack, err := lab.Prepare(lab.Config{Rack: "r1", Nodes: nodes, Dir: filepath.Join(dataDir, "artifacts"),
+				Faults: map[int]lab.Fault{3: lab.FaultGPUx8, 6: lab.FaultImageCorrupt}, BootDelay: bootDelay, ImageSize: imageMiB << 20, Log: log})
+			if err != nil {
+				return err
+			}
+			defer rack.Close()
+			cfg := controller.Config{DataDir: dataDir, APIListen: apiListen, Edge: rack.Edge, Boot: rack.Boot,
+				Engine: lifecycle.Config{MaxAttempts: 2, BackoffBase: 500 * time.Millisecond, Poll: 200 * time.Millisecond,
+					Deadlines: map[string]time.Duration{lifecycle.StepWaitNetboot: time.Minute, lifecycle.StepWaitFirstBoot: time.Minute}}}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Rackstrap demo: %d simulated machines in rack %s (store: SQLite in %s)\n\n", f.simulate, rack, f.dataDir)
+			fmt.Fprintf(out, "Rackstrap demo: %d simulated machines in rack r1 (store: SQLite in %s)\n", nodes, dataDir)
 
 			done := make(chan error, 1)
-			var ctl *controller.Controller
-			ready := make(chan struct{})
+			ready := make(chan *controller.Controller, 1)
 			runCtx, stopRun := context.WithCancel(ctx)
 			defer stopRun()
 			go func() {
-				done <- controller.Run(runCtx, cfg, log, func(c *controller.Controller) { ctl = c; close(ready) })
+				done <- controller.Run(runCtx, cfg, log, func(c *controller.Controller) { ready <- c })
 			}()
+			var ctl *controller.Controller
 			select {
 			case err := <-done:
 				return err
-			case <-ready:
+			case ctl = <-ready:
 			}
-			fmt.Fprintf(out, "API: http://%s (try: rackstrap --server http://%s nodes list)\n\n", ctl.API, ctl.API)
-			nodes, watchErr := watch(ctx, out, ctl.Store, isTerminal(out))
+			for _, n := range rack.Nodes {
+				if _, _, err := ctl.Store.CreateNode(ctx, n, "demo"); err != nil {
+					return err
+				}
+			}
+			if err := rack.Start(); err != nil {
+				return err
+			}
+			b := rack.Boot
+			fmt.Fprintf(out, "API http://%s   DHCP 127.0.0.1:%d   TFTP %s   boot HTTP %s   BMCs %s…\n\n",
+				ctl.API, b.DHCP.Port, b.TFTP.Addr, b.BootBase, rack.Nodes[0].Identity.BMC)
+			list, watchErr := watch(ctx, out, ctl.Store, isTerminal(out))
 			stopRun()
 			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 				return err
 			}
 			if watchErr != nil {
-				return fmt.Errorf("demo did not finish: %w; its state is in %s", watchErr, f.dataDir)
+				return fmt.Errorf("demo did not finish: %w; its state is in %s", watchErr, dataDir)
 			}
 			// The controller closed its store on the way out; read it again.
-			db, err := store.Open(context.Background(), "", f.dataDir, store.Options{})
+			db, err := store.Open(context.Background(), "", dataDir, store.Options{})
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			return summary(out, db, nodes, f.dataDir)
+			return summary(out, db, list, dataDir)
 		},
 	}
-	f.register(cmd, 8)
-	cmd.Flags().Lookup("simulate-desired").DefValue = "handed-off"
-	f.simDesired = "handed-off"
-	// Slow enough to watch; 'rackstrap serve --simulate' defaults are faster.
-	for name, def := range map[string]string{"simulate-boot-time": "1.5s", "simulate-image-time": "2s"} {
-		if err := cmd.Flags().Set(name, def); err != nil {
-			panic(err) // a flag renamed without updating this list: a programming error
-		}
-		cmd.Flags().Lookup(name).DefValue = def
-		cmd.Flags().Lookup(name).Changed = false
-	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up when the rack has not settled by then")
+	fl := cmd.Flags()
+	fl.StringVar(&dataDir, "data-dir", "", "`DIR` for the store and artifacts (default: a new temporary dir)")
+	fl.StringVar(&apiListen, "api-listen", "127.0.0.1:0", "`ADDR` of the REST API (default: a free port)")
+	fl.IntVar(&nodes, "nodes", 8, "machines in the simulated rack")
+	fl.DurationVar(&bootDelay, "boot-delay", 400*time.Millisecond, "simulated firmware and kernel time per boot stage")
+	fl.Int64Var(&imageMiB, "image-mib", 64, "size of the OS image each machine streams, in MiB")
+	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up when the rack has not settled by then")
+	fl.StringVar(&logFormat, "log-format", "auto", "controller logs on stderr: text or json (default: none, the live view only)")
+	fl.StringVar(&logLevel, "log-level", "info", "log level when logs are shown: debug, info, warn or error")
 	return cmd
 }
 
@@ -184,7 +204,7 @@ func failureNote(n model.Node) string {
 	case model.Failed:
 		return fmt.Sprintf("%s: %s", n.FailureClass, n.FailureMsg)
 	case model.Quarantined:
-		return "validation found errors: see 'nodes show " + n.Name + "'"
+		return "quarantined: " + hint(n)
 	}
 	return ""
 }
@@ -226,10 +246,10 @@ func summary(out io.Writer, db *store.DB, nodes []model.Node, dataDir string) er
 		}
 		outcome := "handed off to the cluster"
 		switch n.State {
-		case model.Quarantined:
-			outcome = "quarantined: " + hint(n)
 		case model.Failed:
 			outcome = fmt.Sprintf("failed (%s)", n.FailureClass)
+		case model.Quarantined:
+			outcome = "quarantined: " + hint(n)
 		case model.Ready:
 			outcome = "ready"
 		}
@@ -250,17 +270,17 @@ func summary(out io.Writer, db *store.DB, nodes []model.Node, dataDir string) er
 	fmt.Fprintf(out, "Audit chain intact: %d entries, head %s\n", res.Entries, res.Head[:16])
 	fmt.Fprintf(out, "\nData dir: %s\n", dataDir)
 	fmt.Fprintf(out, "  rackstrap audit verify --data-dir %s\n", dataDir)
-	fmt.Fprintf(out, "  rackstrap serve --data-dir %s --simulate %d   # then: rackstrap nodes show %s\n", dataDir, len(nodes), nodes[0].Name)
 	return nil
 }
 
-// hint pulls the first finding's hint for the technician.
+// hint is the first error finding's hint for the technician.
 func hint(n model.Node) string {
-	s := string(n.Findings)
-	if i := strings.Index(s, `"hint":"`); i >= 0 {
-		rest := s[i+8:]
-		if j := strings.Index(rest, `"`); j >= 0 {
-			return rest[:j]
+	var findings []struct{ Severity, Hint, Message string }
+	if json.Unmarshal(n.Findings, &findings) == nil {
+		for _, f := range findings {
+			if f.Severity == "error" && f.Hint != "" {
+				return f.Hint
+			}
 		}
 	}
 	return "see 'rackstrap nodes show " + n.Name + "'"
