@@ -85,6 +85,24 @@ func (r *relay) exchangeWithin(req *dhcpv4.DHCPv4, d time.Duration) *dhcpv4.DHCP
 	}
 }
 
+// send sends req through the relay without waiting for a reply.
+func (r *relay) send(req *dhcpv4.DHCPv4) {
+	r.t.Helper()
+	req.GatewayIPAddr = net.IPv4(127, 0, 0, 1)
+	if _, err := r.conn.WriteToUDPAddrPort(req.ToBytes(), r.srv); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// waitFor polls cond for up to 2 s.
+func waitFor(cond func() bool) bool {
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return cond()
+}
+
 // silent asserts no reply comes within d.
 func (r *relay) silent(d time.Duration) {
 	r.t.Helper()
@@ -278,6 +296,7 @@ func TestReservationAndLocation(t *testing.T) {
 	if ack.RelayAgentInfo() == nil {
 		t.Errorf("ACK does not echo option 82")
 	}
+	waitFor(func() bool { return h.obs.last().Type == "ACK" }) // the event follows the send
 	e := h.obs.last()
 	if e.Type != "ACK" || e.Client.Location == nil || e.Client.Location.Rack != "r01" || e.Client.Location.Slot != 7 {
 		t.Errorf("observed %+v (location %+v), want an ACK located at r01/7", e, e.Client.Location)
@@ -360,7 +379,10 @@ func TestRestartKeepsLeases(t *testing.T) {
 	rel, _ := dhcpv4.New(dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease), dhcpv4.WithHwAddr(macs[0]),
 		dhcpv4.WithClientIP(net.ParseIP(got[macs[0].String()])))
 	rel.OpCode = dhcpv4.OpcodeBootRequest
-	h2.relay.exchange(rel)
+	h2.relay.send(rel)
+	if !waitFor(func() bool { _, ok := h2.srv.Identify(netip.MustParseAddr(got[macs[0].String()])); return !ok }) {
+		t.Fatalf("RELEASE of %s not processed", got[macs[0].String()])
+	}
 	if _, ack := dora(t, h2.relay, net.HardwareAddr{2, 0, 0, 0, 0, 9}); ack.YourIPAddr.String() != got[macs[0].String()] {
 		t.Errorf("after release the new client got %v, want %v", ack.YourIPAddr, got[macs[0].String()])
 	}
@@ -374,7 +396,10 @@ func TestDecline(t *testing.T) {
 	dec, _ := dhcpv4.New(dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline), dhcpv4.WithHwAddr(mac),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(ack.YourIPAddr)))
 	dec.OpCode = dhcpv4.OpcodeBootRequest
-	h.relay.exchange(dec)
+	h.relay.send(dec)
+	if !waitFor(func() bool { _, ok := h.srv.Identify(addr4(ack.YourIPAddr)); return !ok }) {
+		t.Fatalf("DECLINE of %v not processed", ack.YourIPAddr)
+	}
 	_, ack2 := dora(t, h.relay, mac)
 	if ack2.YourIPAddr.Equal(ack.YourIPAddr) {
 		t.Errorf("after DECLINE of %v the client got it again", ack.YourIPAddr)
