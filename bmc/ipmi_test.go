@@ -41,6 +41,9 @@ func TestIPMIAgainstIPMISim(t *testing.T) {
 	if _, err := c.SEL(ctx, ep); err != nil {
 		t.Errorf("SEL: %v", err)
 	}
+	if _, err := c.ClearSEL(ctx, ep, "ipmi/sel/1"); err != nil {
+		t.Errorf("ClearSEL: %v", err)
+	}
 	if _, err := c.Inventory(ctx, ep); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("Inventory over IPMI = %v, want unsupported", err)
 	}

@@ -473,6 +473,16 @@ func (c *Client) ClearSEL(ctx context.Context, ep Endpoint, key string) (Result,
 		if err := cn.bc.ClearSystemEventLog(ctx); err != nil {
 			return Result{}, err
 		}
+		// bmclib clears the logs under Chassis and reads those under
+		// Managers; a BMC whose chassis has no log would pass for cleared.
+		// A cleared log holds at most its "log cleared" record.
+		entries, err := cn.bc.GetSystemEventLog(ctx)
+		if err != nil {
+			return Result{}, fmt.Errorf("read back event log: %w", err)
+		}
+		if len(entries) > 1 {
+			return Result{Changed: true}, fmt.Errorf("%w: the event log still holds %d entries after clearing", ErrStateUnconfirmed, len(entries))
+		}
 		return Result{Changed: true, After: "cleared"}, nil
 	})
 }
