@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,10 +298,10 @@ func TestIdempotencyKeyIsRemembered(t *testing.T) {
 	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1))
 	sim := f.BMCs()[0]
 	sim.SetPower(redfishsim.PowerOn, "test")
-	var cycles int
+	var cycles atomic.Int32
 	sim.OnPowerChange(func(e redfishsim.PowerEvent) {
 		if e.To == redfishsim.PowerOff {
-			cycles++
+			cycles.Add(1)
 		}
 	})
 	c := fastClient(t)
@@ -311,13 +312,31 @@ func TestIdempotencyKeyIsRemembered(t *testing.T) {
 			t.Errorf("cycle #%d = %+v, %v", i, res, err)
 		}
 	}
-	if cycles != 1 {
-		t.Errorf("machine was cycled %d times, want 1", cycles)
+	if n := cycles.Load(); n != 1 {
+		t.Errorf("machine was cycled %d times, want 1", n)
 	}
 	// A cycle of a machine that is off powers it on.
 	sim.SetPower(redfishsim.PowerOff, "test")
 	if res, err := c.Power(context.Background(), ep, ActionCycle, "n1/cycle/2"); err != nil || !strings.Contains(res.Note, "was off") || sim.PowerState() != redfishsim.PowerOn {
 		t.Errorf("cycle of an off machine = %+v, %v", res, err)
+	}
+}
+
+// Soft-off asks the OS to shut down; bmclib reports it failed even when it
+// worked, which the client sees through.
+func TestSoftOff(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1))
+	sim := f.BMCs()[0]
+	sim.SetPower(redfishsim.PowerOn, "test")
+	var mu sync.Mutex
+	var cause string
+	sim.OnPowerChange(func(e redfishsim.PowerEvent) { mu.Lock(); cause = e.Cause; mu.Unlock() })
+	res, err := fastClient(t).Power(context.Background(), endpointOf(sim), ActionSoftOff, "")
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || !res.Changed || res.After != "off" || cause != "GracefulShutdown" {
+		t.Errorf("soft-off = %+v, %v (cause %q)", res, err, cause)
 	}
 }
 

@@ -119,7 +119,7 @@ func (c *Client) Power(ctx context.Context, ep Endpoint, action PowerAction, key
 			bmclibState = "on"
 			res.Note = "machine was off: powered on"
 		}
-		if _, err := cn.bc.SetPowerState(ctx, bmclibState); err != nil {
+		if _, err := cn.bc.SetPowerState(ctx, bmclibState); err != nil && !softOffQuirk(action, cn, err) {
 			return res, fmt.Errorf("set power %s: %w", bmclibState, err)
 		}
 		res.Changed = true
@@ -127,6 +127,13 @@ func (c *Client) Power(ctx context.Context, ep Endpoint, action PowerAction, key
 		res.After = string(after)
 		return res, err
 	})
+}
+
+// softOffQuirk recognises bmclib v2.3.5's Redfish soft-off, which sends
+// GracefulShutdown successfully and then reports failure (its
+// SystemPowerOff returns ok=false): the power state read afterwards decides.
+func softOffQuirk(action PowerAction, cn *conn, err error) bool {
+	return action == ActionSoftOff && cn.rf != nil && strings.Contains(err.Error(), "provider: gofish, failed to set power state")
 }
 
 // settle polls the power state until it reads want twice in a row.

@@ -300,8 +300,14 @@ func (q request) post(fn func() reply) reply {
 	return fn()
 }
 
+// badCredentialsLocked says whether the BadCredentials fault applies to a
+// request for path.
+func (b *BMC) badCredentialsLocked(path string) bool {
+	return b.faults.BadCredentials && (b.faults.Path == "" || strings.HasPrefix(path, b.faults.Path))
+}
+
 func (b *BMC) authenticatedLocked(r *http.Request) bool {
-	if b.faults.BadCredentials {
+	if b.badCredentialsLocked(r.URL.Path) {
 		return false
 	}
 	if tok := r.Header.Get("X-Auth-Token"); tok != "" {
@@ -319,7 +325,7 @@ func (b *BMC) authenticatedLocked(r *http.Request) bool {
 func (b *BMC) credentialsOK(user, pass string) bool {
 	u := subtle.ConstantTimeCompare([]byte(user), []byte(b.node.Username))
 	p := subtle.ConstantTimeCompare([]byte(pass), []byte(b.node.Password))
-	return u&p == 1 && !b.faults.BadCredentials
+	return u&p == 1
 }
 
 func (b *BMC) login(r *http.Request, body []byte) reply {
@@ -327,7 +333,7 @@ func (b *BMC) login(r *http.Request, body []byte) reply {
 	if err := json.Unmarshal(body, &cred); err != nil {
 		return redfishError(http.StatusBadRequest, "MalformedJSON", "The request body submitted was malformed JSON.")
 	}
-	if !b.credentialsOK(cred.UserName, cred.Password) {
+	if !b.credentialsOK(cred.UserName, cred.Password) || b.badCredentialsLocked(r.URL.Path) {
 		return redfishError(http.StatusUnauthorized, "InsufficientPrivilege", "Invalid username or password.")
 	}
 	tok := make([]byte, 16)
