@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -203,5 +204,45 @@ func TestDemoRunsToTheEnd(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestApplyIsIdempotent(t *testing.T) {
+	t.Parallel()
+	url, _ := apiServer(t)
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	m := write("rack.yaml", "racks:\n  - name: r9\n    profile: qemu-vm\n    nodes:\n      - slot: 1\n        serial: S1\n      - slot: 2\n")
+	out, err := run(t, "--server", url, "apply", m, "-o", "json")
+	var first []applied
+	if err != nil || json.Unmarshal([]byte(out), &first) != nil || len(first) != 2 || first[0].Result != "created" {
+		t.Fatalf("first apply = %q, %v", out, err)
+	}
+	out, err = run(t, "--server", url, "apply", m, "-o", "json")
+	var second []applied
+	if err != nil || json.Unmarshal([]byte(out), &second) != nil || second[0].Result != "unchanged" || second[1].Result != "unchanged" {
+		t.Errorf("second apply = %q, %v; want both unchanged", out, err)
+	}
+	changed := write("changed.yaml", "racks:\n  - name: r9\n    nodes:\n      - slot: 1\n        serial: S1-NEW\n")
+	out, err = run(t, "--server", url, "apply", changed)
+	if err != nil || !strings.Contains(out, "differs") || !strings.Contains(out, `manifest "S1-NEW", controller "S1"`) {
+		t.Errorf("apply of a changed manifest = %q, %v", out, err)
+	}
+	bad := write("bad.yaml", "racks:\n  - name: r9\n    colour: blue\n")
+	if _, err := run(t, "--server", url, "apply", bad); err == nil || !strings.Contains(err.Error(), "bad.yaml:3") || !strings.Contains(err.Error(), "nothing was applied") {
+		t.Errorf("apply of a bad manifest = %v", err)
+	}
+	out, err = run(t, "--server", url, "apply", m, "--provision")
+	if err != nil {
+		t.Fatalf("apply --provision: %v", err)
+	}
+	if out, _ := run(t, "--server", url, "nodes", "show", "r9-n01", "-o", "json"); !strings.Contains(out, `"desired": "ready"`) {
+		t.Errorf("node after apply --provision: %s", out)
 	}
 }

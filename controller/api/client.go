@@ -46,44 +46,49 @@ func (e *APIError) Error() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.doStatus(ctx, method, path, body, out)
+	return err
+}
+
+func (c *Client) doStatus(ctx context.Context, method, path string, body, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the controller at %s: %w; start it with 'rackstrap serve' or point --server (RACKSTRAP_SERVER) at it", c.base, unwrapURL(err))
+		return 0, fmt.Errorf("cannot reach the controller at %s: %w; start it with 'rackstrap serve' or point --server (RACKSTRAP_SERVER) at it", c.base, unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("read reply from %s: %w", c.base, err)
+		return resp.StatusCode, fmt.Errorf("read reply from %s: %w", c.base, err)
 	}
 	if resp.StatusCode >= 400 {
 		e := &APIError{Status: resp.StatusCode}
 		if json.Unmarshal(data, &e.Error_) != nil || e.Error_.Message == "" {
 			e.Error_ = Error{Code: "http", Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 		}
-		return e
+		return resp.StatusCode, e
 	}
 	if out == nil {
-		return nil
+		return resp.StatusCode, nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("reply from %s%s is not what this rackstrap expects (%v): are client and controller the same version?", c.base, path, err)
+		return resp.StatusCode, fmt.Errorf("reply from %s%s is not what this rackstrap expects (%v): are client and controller the same version?", c.base, path, err)
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 func unwrapURL(err error) error {
@@ -123,10 +128,11 @@ func (c *Client) Timeline(ctx context.Context, name string) ([]model.Step, error
 	return out, c.do(ctx, "GET", "/api/v1/nodes/"+url.PathEscape(name)+"/timeline", nil, &out)
 }
 
-// CreateNode creates (or returns the existing) node.
-func (c *Client) CreateNode(ctx context.Context, in NodeCreate) (model.Node, error) {
-	var out model.Node
-	return out, c.do(ctx, "POST", "/api/v1/nodes", in, &out)
+// CreateNode creates the node, or returns the existing one unchanged with
+// created false.
+func (c *Client) CreateNode(ctx context.Context, in NodeCreate) (n model.Node, created bool, err error) {
+	status, err := c.doStatus(ctx, "POST", "/api/v1/nodes", in, &n)
+	return n, status == http.StatusCreated, err
 }
 
 // Act asks for an action on a node.

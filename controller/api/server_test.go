@@ -172,9 +172,12 @@ func TestClientAgainstServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	n, err := c.CreateNode(ctx, NodeCreate{Name: "n1", Identity: model.Identity{Rack: "r1", MACs: []string{"52-54-00-AA-BB-CC"}}})
-	if err != nil || n.State != model.Discovered || n.Identity.MACs[0] != "52:54:00:aa:bb:cc" {
-		t.Fatalf("CreateNode = %+v, %v", n, err)
+	n, created, err := c.CreateNode(ctx, NodeCreate{Name: "n1", Identity: model.Identity{Rack: "r1", MACs: []string{"52-54-00-AA-BB-CC"}}})
+	if err != nil || !created || n.State != model.Discovered || n.Identity.MACs[0] != "52:54:00:aa:bb:cc" {
+		t.Fatalf("CreateNode = %+v, %v, %v", n, created, err)
+	}
+	if _, created, err := c.CreateNode(ctx, NodeCreate{Name: "n1"}); err != nil || created {
+		t.Errorf("CreateNode again = %v, %v; want the existing node", created, err)
 	}
 	op, err := c.Act(ctx, "n1", lifecycle.ActProvision, true)
 	if err != nil || op.Status != model.OpRunning {

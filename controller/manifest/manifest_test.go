@@ -1,0 +1,87 @@
+package manifest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rackstrap/rackstrap/controller/model"
+)
+
+const good = `racks:
+  - name: r12
+    profile: nvidia-dgx-h100
+    desired: handed-off
+    nodes:
+      - slot: 1
+        serial: SN001
+        bmc: 10.0.12.11
+        macs: [AA-BB-CC-00-00-01]
+      - slot: 2
+        name: special
+        bmc: https://10.0.12.12:8443
+        profile: qemu-vm
+        desired: ready
+`
+
+func TestParseAppliesRackDefaults(t *testing.T) {
+	t.Parallel()
+	m, err := Parse("rack.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []model.Node{
+		{Name: "r12-n01", Identity: model.Identity{Serial: "SN001", BMC: "10.0.12.11", MACs: []string{"aa:bb:cc:00:00:01"}, Rack: "r12", Slot: 1},
+			Profile: "nvidia-dgx-h100", Desired: model.WantHandedOff},
+		{Name: "special", Identity: model.Identity{BMC: "https://10.0.12.12:8443", MACs: []string{}, Rack: "r12", Slot: 2},
+			Profile: "qemu-vm", Desired: model.WantReady},
+	}
+	if diff := cmp.Diff(want, m.Nodes()); diff != "" {
+		t.Errorf("Nodes() (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseErrorsNameFileAndLine(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct{ doc, want string }{
+		"empty":          {"", "empty"},
+		"unknown key":    {"racks:\n  - name: r1\n    colour: red\n", `rack.yaml:3: unknown key "colour"`},
+		"no racks":       {"racks: []\n", "no racks"},
+		"duplicate slot": {"racks:\n  - name: r1\n    nodes:\n      - slot: 1\n      - slot: 1\n", "rack.yaml:5: rack r1: slot 1 is listed twice"},
+		"bad mac":        {"racks:\n  - name: r1\n    nodes:\n      - slot: 1\n        macs: [nope]\n", "rack.yaml:4: rack r1 slot 1: invalid MAC"},
+		"bad desired":    {"racks:\n  - name: r1\n    desired: gone\n", "rack.yaml:2: rack r1: unknown desired"},
+		"zero slot":      {"racks:\n  - name: r1\n    nodes:\n      - serial: x\n", "slot must be a positive number"},
+		"dup rack":       {"racks:\n  - name: r1\n  - name: r1\n", "rack.yaml:3: rack \"r1\" is listed twice"},
+		"not yaml":       {"racks: [", "rack.yaml"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse("rack.yaml", []byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%q) = %v, want an error containing %q", tc.doc, err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("racks:\n  - name: r1\n    nodes:\n      - slot: 1\n      - slot: 1\n"))
+	f.Add([]byte("racks: [{name: a, nodes: [{slot: -1, macs: [x]}]}]"))
+	f.Add([]byte("\x00\xff"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, n := range m.Nodes() {
+			if n.Identity.Slot <= 0 || n.Name == "" {
+				t.Fatalf("accepted manifest gave a node without slot or name: %+v", n)
+			}
+		}
+	})
+}
