@@ -186,11 +186,15 @@ func Write(ctx context.Context, dst Target, src io.Reader, a *store.Artifact, o 
 	return p, nil
 }
 
+var zeros = make([]byte, 1<<20)
+
 func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
 			return false
 		}
+		b = b[n:]
 	}
 	return true
 }

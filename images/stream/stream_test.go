@@ -19,8 +19,13 @@ import (
 func image(t *testing.T) ([]byte, *store.Artifact) {
 	t.Helper()
 	img := make([]byte, 40<<20+12345)
-	for i := 0; i < 20<<20; i++ { // 20 MiB of data: two ranges (16 MiB max)
-		img[i] = byte(i*7 + i>>12)
+	pattern := make([]byte, 4096)
+	for i := range pattern {
+		pattern[i] = byte(i*7 + 1)
+	}
+	for i := 0; i < 20<<20; i += len(pattern) { // 20 MiB of data: two ranges (16 MiB max)
+		copy(img[i:], pattern)
+		img[i] = byte(i >> 12)
 	}
 	copy(img[30<<20:], "a lonely block in the middle")
 	copy(img[len(img)-5:], "tail!")
