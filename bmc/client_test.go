@@ -433,3 +433,46 @@ func TestUnreachableAddress(t *testing.T) {
 		t.Errorf("PowerState = %v, want unreachable with a remedy", err)
 	}
 }
+
+func TestBootDevices(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(1))
+	sim := f.BMCs()[0]
+	c := fastClient(t)
+	cases := []struct {
+		dev          BootDevice
+		uefi         bool
+		target, mode string
+	}{
+		{BootPXE, false, "Pxe", "Legacy"},
+		{BootHTTP, true, "UefiHttp", "UEFI"},
+		{BootDisk, true, "Hdd", "UEFI"},
+		{BootCD, false, "Cd", "Legacy"},
+	}
+	for _, tc := range cases {
+		if _, err := c.SetBootOnce(context.Background(), endpointOf(sim), tc.dev, tc.uefi, ""); err != nil {
+			t.Errorf("SetBootOnce(%s, uefi %v): %v", tc.dev, tc.uefi, err)
+			continue
+		}
+		want := redfishsim.BootOverride{Enabled: "Once", Target: tc.target, Mode: tc.mode}
+		if got := sim.BootOverride(); got != want {
+			t.Errorf("SetBootOnce(%s, uefi %v): simulator override %+v, want %+v", tc.dev, tc.uefi, got, want)
+		}
+	}
+	if _, err := c.SetBootOnce(context.Background(), endpointOf(sim), "floppy", true, ""); err == nil {
+		t.Error("SetBootOnce(floppy) succeeded")
+	}
+}
+
+func TestResetBMC(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{Options: redfishsim.Options{ResetDowntime: time.Hour}}, redfishsim.SampleNode(1))
+	c := fastClient(t)
+	ep := endpointOf(f.BMCs()[0])
+	if _, err := c.ResetBMC(context.Background(), ep, "k"); err != nil {
+		t.Fatalf("ResetBMC: %v", err)
+	}
+	if _, err := c.PowerState(context.Background(), ep); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("PowerState of a restarting BMC = %v, want unreachable", err)
+	}
+}
