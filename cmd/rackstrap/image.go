@@ -429,6 +429,11 @@ func newImageWriteCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("image write: %w", err)
 			}
 			defer dst.Close()
+			// a disk may hold old data in the image's zero gaps: write them
+			// unless told otherwise; a new file stays sparse
+			if fi, err := dst.Stat(); err == nil && fi.Mode()&os.ModeDevice != 0 && !c.Flags().Changed("write-zeros") {
+				zeros = true
+			}
 			p, err := stream.Write(c.Context(), dst, src, a, stream.Options{Resume: resume, WriteZeros: zeros})
 			if err != nil {
 				return err
@@ -446,6 +451,6 @@ func newImageWriteCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&artifact, "artifact", "raw", "artifact `NAME` or format to write")
 	c.Flags().StringSliceVar(&pubs, "pub", nil, "trusted ed25519 public key `FILE` (repeatable)")
 	c.Flags().BoolVar(&resume, "resume", false, "skip ranges already correct on the target")
-	c.Flags().BoolVar(&zeros, "write-zeros", false, "write zero blocks too (for disks that may hold old data)")
+	c.Flags().BoolVar(&zeros, "write-zeros", false, "write zero blocks too (default: on for block devices, off for files)")
 	return c
 }
