@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +18,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/simedge"
+	"github.com/rackstrap/rackstrap/pxe/dhcp"
 )
 
 // serveFlags are shared by serve and demo.
@@ -25,6 +30,19 @@ type serveFlags struct {
 	simRack, simDesired          string
 	simBoot, simImage            time.Duration
 	simFaults                    []string
+	simChanged                   bool // --simulate given, even as 0
+
+	// Real machines.
+	artifacts, kernel, initrd, image string
+	bootListen, bootURL, tftpListen  string
+	agentURL                         string
+	bmcUser, bmcPasswordFile         string
+	uefi, noDHCP                     bool
+	dhcpListen, dhcpInterface        string
+	dhcpSubnet, dhcpRange            string
+	dhcpRouter                       string
+	dhcpRelayPort                    uint16
+	profileFiles                     []string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
@@ -43,12 +61,32 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.DurationVar(&f.simBoot, "simulate-boot-time", 300*time.Millisecond, "simulated time from power-on to agent check-in")
 	fl.DurationVar(&f.simImage, "simulate-image-time", 500*time.Millisecond, "simulated time to stream an image")
 	fl.StringSliceVar(&f.simFaults, "simulate-fault", nil, "make a simulated node misbehave: NODE=FAULT, FAULT one of bmc-unreachable, flaky-bmc, no-pxe, bad-gpu, image-corrupt (repeatable)")
+
+	fl.StringVar(&f.artifacts, "artifacts", "", "real machines: `DIR` of boot programs (undionly.kpxe, ipxe.efi), netboot kernel/initramfs and OS images")
+	fl.StringVar(&f.kernel, "kernel", "vmlinuz", "real machines: netboot kernel under --artifacts")
+	fl.StringVar(&f.initrd, "initrd", "initrd.img", "real machines: netboot initramfs (with rackstrap-agent) under --artifacts")
+	fl.StringVar(&f.image, "image", "", "real machines: OS image under --artifacts that the agent writes to disk")
+	fl.StringVar(&f.bootListen, "boot-listen", "0.0.0.0:8081", "real machines: `ADDR` of the HTTP boot server (scripts, kernels, images)")
+	fl.StringVar(&f.bootURL, "boot-url", "", "real machines: the HTTP boot server's `URL` as nodes reach it, e.g. http://10.0.0.1:8081")
+	fl.StringVar(&f.tftpListen, "tftp-listen", "0.0.0.0:69", "real machines: `ADDR` of the TFTP server")
+	fl.StringVar(&f.agentURL, "agent-url", "", "real machines: the API's `URL` as agents reach it (default: derived from --boot-url's host and --api-listen's port)")
+	fl.StringVar(&f.bmcUser, "bmc-username", "admin", "real machines: BMC user name")
+	fl.StringVar(&f.bmcPasswordFile, "bmc-password-file", "", "real machines: `FILE` holding the BMC password (never on the command line)")
+	fl.BoolVar(&f.uefi, "uefi", true, "real machines: set UEFI (not legacy BIOS) boot overrides")
+	fl.BoolVar(&f.noDHCP, "no-dhcp", false, "real machines: do not serve DHCP (another server relays or points to us)")
+	fl.StringVar(&f.dhcpListen, "dhcp-listen", "0.0.0.0:67", "real machines: `ADDR` of the DHCP server")
+	fl.StringVar(&f.dhcpInterface, "dhcp-interface", "", "real machines: serve DHCP only on this interface")
+	fl.StringVar(&f.dhcpSubnet, "dhcp-subnet", "", "real machines: provisioning `PREFIX`, e.g. 10.0.0.0/24")
+	fl.StringVar(&f.dhcpRange, "dhcp-range", "", "real machines: leased addresses `FIRST-LAST`, e.g. 10.0.0.100-10.0.0.200")
+	fl.StringVar(&f.dhcpRouter, "dhcp-router", "", "real machines: default gateway handed out (option 3)")
+	fl.Uint16Var(&f.dhcpRelayPort, "dhcp-relay-port", 67, "real machines: UDP port replies to DHCP relays go to")
+	fl.StringSliceVar(&f.profileFiles, "profile", nil, "site hardware profile `FILE`s added to the bundled ones (repeatable)")
 }
 
 func (f *serveFlags) config() (controller.Config, error) {
 	cfg := controller.Config{DataDir: f.dataDir, Database: f.database, APIListen: f.apiListen}
 	cfg.Engine.Workers, cfg.Engine.RackLimit, cfg.Engine.MaxAttempts = f.workers, f.rackLimit, f.attempts
-	if f.simulate > 0 {
+	if f.simulate > 0 || f.simChanged {
 		desired, err := model.ParseDesired(f.simDesired)
 		if err != nil {
 			return cfg, fmt.Errorf("--simulate-desired: %w", err)
@@ -73,7 +111,94 @@ func (f *serveFlags) config() (controller.Config, error) {
 		cfg.Engine.BackoffBase = 200 * time.Millisecond
 		cfg.Engine.Poll = 200 * time.Millisecond
 	}
+	if cfg.Simulate == nil && f.artifacts != "" {
+		if err := f.realConfig(&cfg); err != nil {
+			return cfg, err
+		}
+	}
 	return cfg, nil
+}
+
+// realConfig maps the real-machine flags onto the edge and boot services.
+func (f *serveFlags) realConfig(cfg *controller.Config) error {
+	if f.bootURL == "" {
+		return errors.New("--boot-url is required with --artifacts: the URL nodes use to reach the HTTP boot server, e.g. http://10.0.0.1:8081")
+	}
+	if f.bmcPasswordFile == "" {
+		return errors.New("--bmc-password-file is required with --artifacts: a file holding the BMC password (kept off the command line)")
+	}
+	pw, err := os.ReadFile(f.bmcPasswordFile)
+	if err != nil {
+		return fmt.Errorf("--bmc-password-file: %w", err)
+	}
+	password := strings.TrimRight(string(pw), "\r\n")
+	user := f.bmcUser
+	boot := &controller.BootConfig{BootBase: f.bootURL, ArtifactDir: f.artifacts, Kernel: f.kernel, Initrd: f.initrd, NoDHCP: f.noDHCP}
+	if boot.HTTP.Addr, err = netip.ParseAddrPort(f.bootListen); err != nil {
+		return fmt.Errorf("--boot-listen %q: %w", f.bootListen, err)
+	}
+	if boot.TFTP.Addr, err = netip.ParseAddrPort(f.tftpListen); err != nil {
+		return fmt.Errorf("--tftp-listen %q: %w", f.tftpListen, err)
+	}
+	if !f.noDHCP {
+		d, err := f.dhcpConfig()
+		if err != nil {
+			return err
+		}
+		boot.DHCP = d
+	}
+	agent := f.agentURL
+	if agent == "" {
+		u, err := url.Parse(f.bootURL)
+		if err != nil {
+			return fmt.Errorf("--boot-url %q: %w", f.bootURL, err)
+		}
+		_, port, err := net.SplitHostPort(f.apiListen)
+		if err != nil {
+			return fmt.Errorf("--api-listen %q: %w", f.apiListen, err)
+		}
+		agent = "http://" + net.JoinHostPort(u.Hostname(), port)
+	}
+	cfg.Boot = boot
+	cfg.Edge = &controller.EdgeConfig{
+		Credentials:  func(model.Node) (string, string, error) { return user, password, nil },
+		Image:        f.image,
+		UEFI:         f.uefi,
+		ProfileFiles: f.profileFiles,
+		AgentServer:  agent,
+	}
+	return nil
+}
+
+func (f *serveFlags) dhcpConfig() (dhcp.Config, error) {
+	var d dhcp.Config
+	ap, err := netip.ParseAddrPort(f.dhcpListen)
+	if err != nil {
+		return d, fmt.Errorf("--dhcp-listen %q: %w", f.dhcpListen, err)
+	}
+	d.Addr, d.Port, d.Interface, d.RelayPort = ap.Addr(), ap.Port(), f.dhcpInterface, f.dhcpRelayPort
+	prefix, err := netip.ParsePrefix(f.dhcpSubnet)
+	if err != nil {
+		return d, fmt.Errorf("--dhcp-subnet %q: %w; give the provisioning network, e.g. 10.0.0.0/24 (or --no-dhcp)", f.dhcpSubnet, err)
+	}
+	first, last, ok := strings.Cut(f.dhcpRange, "-")
+	lo, err1 := netip.ParseAddr(strings.TrimSpace(first))
+	hi, err2 := netip.ParseAddr(strings.TrimSpace(last))
+	if !ok || err1 != nil || err2 != nil {
+		return d, fmt.Errorf("--dhcp-range %q: use FIRST-LAST, e.g. 10.0.0.100-10.0.0.200", f.dhcpRange)
+	}
+	sub := dhcp.Subnet{Prefix: prefix, Pools: []dhcp.Range{{Start: lo, End: hi}}}
+	if f.dhcpRouter != "" {
+		r, err := netip.ParseAddr(f.dhcpRouter)
+		if err != nil {
+			return d, fmt.Errorf("--dhcp-router %q: %w", f.dhcpRouter, err)
+		}
+		sub.Routers = []netip.Addr{r}
+	}
+	d.Subnets = []dhcp.Subnet{sub}
+	base := strings.TrimSuffix(f.bootURL, "/")
+	d.Boot = dhcp.Boot{BIOS: "undionly.kpxe", UEFIx64: "ipxe.efi", ScriptURL: base + "/ipxe?mac={mac}"}
+	return d, nil
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -87,9 +212,17 @@ The store is SQLite under --data-dir unless --database names a PostgreSQL.
 A controller killed at any moment resumes where it stopped: every side effect
 was recorded before it happened and is replayed with the same idempotency key.
 
-This build drives simulated machines (--simulate N); the real BMC, PXE and
-imaging edge plugs into the same engine.`,
-		Example: `  rackstrap serve --data-dir /tmp/rs --simulate 8
+Machines are driven either
+  - for real (--artifacts …): BMCs over Redfish/IPMI with the credentials of
+    --bmc-username/--bmc-password-file, network boot from Rackstrap's own
+    DHCP (--dhcp-*), TFTP and HTTP servers, the agent checking in with a
+    one-time token; nodes come from 'rackstrap apply rack.yaml'; or
+  - simulated (--simulate N): N in-memory machines (--simulate 0: only those
+    declared with 'rackstrap apply'), for trials and tests.`,
+		Example: `  rackstrap serve --data-dir /var/lib/rackstrap --artifacts /srv/rackstrap --image os.img \\
+      --boot-url http://10.0.0.1:8081 --bmc-password-file /etc/rackstrap/bmc.pass \\
+      --dhcp-subnet 10.0.0.0/24 --dhcp-range 10.0.0.100-10.0.0.200 --dhcp-interface eth1
+  rackstrap serve --data-dir /tmp/rs --simulate 8
   rackstrap serve --database postgres://rackstrap@db:5432/rackstrap --simulate 50 --api-listen 0.0.0.0:8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -97,6 +230,7 @@ imaging edge plugs into the same engine.`,
 			if err != nil {
 				return err
 			}
+			f.simChanged = cmd.Flags().Changed("simulate")
 			cfg, err := f.config()
 			if err != nil {
 				return err

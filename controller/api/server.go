@@ -441,6 +441,9 @@ type CheckInRequest struct {
 	Phase        string          `json:"phase"`
 	AgentVersion string          `json:"agentVersion"`
 	Inventory    json.RawMessage `json:"inventory"`
+	// Notes are the agent's collectors' remarks (a collector that failed,
+	// a fact it could not read); they are logged with the check-in.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // CheckInReply tells the agent which node it was pinned to, and gives it a
@@ -469,6 +472,9 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	node, err := s.db.RecordCheckIn(r.Context(), token, in.Phase, in.AgentVersion, in.Inventory, "agent:"+r.RemoteAddr)
+	if err == nil && len(in.Notes) > 0 {
+		s.log.Info("agent check-in notes", "node", node, "phase", in.Phase, "notes", in.Notes)
+	}
 	switch {
 	case errors.Is(err, store.ErrWrongPhase):
 		return &httpError{http.StatusConflict, Error{"wrong_phase", err.Error(), "the token belongs to another boot of this node; reboot it through Rackstrap"}}
