@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rackstrap/rackstrap/bmc/internal/ipmisim"
+	"github.com/rackstrap/rackstrap/bmc/ipmisim"
 )
 
 // Power and boot device through bmclib's ipmitool provider against a real

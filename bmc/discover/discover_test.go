@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/rackstrap/rackstrap/bmc"
-	"github.com/rackstrap/rackstrap/bmc/internal/ipmisim"
+	"github.com/rackstrap/rackstrap/bmc/ipmisim"
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
 )
 
