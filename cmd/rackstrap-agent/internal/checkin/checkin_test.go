@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,14 +102,26 @@ func TestRunRetriesServerErrors(t *testing.T) {
 
 func TestRunRetriesUntilControllerListens(t *testing.T) {
 	t.Parallel()
-	// Reserve a port, let the agent start knocking, and only then start
-	// the controller on it.
+	// A controller that is still starting: connections are accepted and
+	// dropped at once. Only once the agent has knocked does it come up on
+	// the same address.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	knocked := make(chan struct{})
+	go func() {
+		var once sync.Once
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+			once.Do(func() { close(knocked) })
+		}
+	}()
 	srv := checkintest.New() // its handler, served on addr later
 	defer srv.Close()
 	srv.AddToken("tok", "node1", checkin.Netboot, time.Hour)
@@ -125,7 +138,12 @@ func TestRunRetriesUntilControllerListens(t *testing.T) {
 		_, n, err := c.Run(context.Background(), request(checkin.Netboot))
 		done <- result{n, err}
 	}()
-	time.Sleep(150 * time.Millisecond)
+	select {
+	case <-knocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent never tried to connect")
+	}
+	l.Close()
 	l2, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("re-listen %s: %v", addr, err)
@@ -138,7 +156,7 @@ func TestRunRetriesUntilControllerListens(t *testing.T) {
 		if r.err != nil || r.n < 2 {
 			t.Fatalf("Run() = %d attempts, %v; want accepted after refused connections", r.n, r.err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Run() did not finish after the controller came up")
 	}
 }
