@@ -340,9 +340,6 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 		_ = cn.bc.Close(cctx)
 	}()
 	res, err := fn(ctx, cn)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
 	if err != nil && ep.proto() == IPMI && classify(err) == ClassUnreachable {
 		err = c.explainIPMI(ctx, tgt, err)
 	}

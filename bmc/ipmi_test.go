@@ -29,6 +29,9 @@ func TestIPMIAgainstIPMISim(t *testing.T) {
 	if err != nil || !res.Changed || sim.BootDev() != "pxe" {
 		t.Errorf("SetBootOnce = %+v, %v; ipmi_sim boot device %q", res, err, sim.BootDev())
 	}
+	if _, err := c.SetBootOnce(ctx, ep, BootHTTP, true, ""); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("SetBootOnce(uefi_http) over IPMI = %v, want unsupported", err)
+	}
 	if res, err := c.Power(ctx, ep, ActionOn, "ipmi/on/1"); err != nil || !res.Changed || sim.Power() != "1" {
 		t.Errorf("Power on = %+v, %v; ipmi_sim power %q", res, err, sim.Power())
 	}

@@ -208,6 +208,9 @@ func (c *Client) SetBootOnce(ctx context.Context, ep Endpoint, dev BootDevice, u
 	wantDesc := fmt.Sprintf("once %s %s", dev.redfishTarget(), mode)
 	return c.run(ctx, "boot once "+string(dev), ep, key, func(ctx context.Context, cn *conn) (Result, error) {
 		var res Result
+		if cn.rf == nil && dev == BootHTTP {
+			return res, fmt.Errorf("%w: IPMI has no UEFI HTTP boot device; use Redfish", ErrUnsupported)
+		}
 		if cn.rf != nil {
 			id, err := cn.rf.readIdentity(ctx)
 			if err != nil {
