@@ -36,7 +36,9 @@ type Config struct {
 	HTTPSPort, HTTPPort, IPMIPort uint16
 	// NoIPMI and NoRedfish leave a protocol out.
 	NoIPMI, NoRedfish bool
-	// Credentials are tried in order on each Redfish BMC found.
+	// Credentials are tried in order on each BMC found, until one works or
+	// one fails for another reason than authentication. Keep the list
+	// short: BMCs lock an account after a few failed logins.
 	Credentials []Credential
 	// Client does the probing and surveying (default bmc.New with a
 	// 10s operation timeout).
