@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -211,15 +212,21 @@ exit 0
 		if err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
+		if len(extra) == 0 {
+			// The daemon writes its pid file after the parent exits; wait,
+			// so that "dhclient -r" finds and stops it.
+			nettest.WaitFor(5*time.Second, func() bool {
+				b, err := os.ReadFile(dir + "/dhclient.pid")
+				var pid int
+				fmt.Sscan(string(b), &pid)
+				return err == nil && slices.Contains(dhclients(dir), pid)
+			})
+		}
 		return string(out)
 	}
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(dir + "/dhclient.pid"); err == nil {
-			var pid int
-			fmt.Sscan(string(b), &pid)
-			if pid > 0 {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
+		for _, pid := range dhclients(dir) {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
 	events := func() string { b, _ := os.ReadFile(dir + "/events"); return string(b) }
@@ -294,4 +301,21 @@ func TestDhcrelayOption82(t *testing.T) {
 	if got, want := *e.Client.Location, (NodeLocation{Relay: netip.MustParseAddr("10.232.2.1"), CircuitID: "r-cli", Rack: "r07", Slot: 3}); got != want {
 		t.Errorf("location = %+v, want %+v", got, want)
 	}
+}
+
+// dhclients returns the PIDs of the dhclient daemons this test started: those
+// whose command line names its private directory.
+func dhclients(dir string) []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.HasPrefix(string(b), "dhclient\x00") || !strings.Contains(string(b), dir+"/") {
+			continue
+		}
+		var pid int
+		fmt.Sscan(strings.Split(p, "/")[2], &pid)
+		pids = append(pids, pid)
+	}
+	return pids
 }
