@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -242,7 +244,10 @@ func TestFaultsAreClassified(t *testing.T) {
 			var wg sync.WaitGroup
 			var goodErr error
 			wg.Add(1)
-			go func() { defer wg.Done(); goodErr = powerOn(c, endpointOf(good)) }()
+			// The neighbour gets a patient client: on a loaded machine its
+			// check must not flake; what matters is that it succeeds.
+			patient := New(Config{Timeout: 30 * time.Second, SettleTimeout: 10 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+			go func() { defer wg.Done(); goodErr = powerOn(patient, endpointOf(good)) }()
 			start := time.Now()
 			err := tc.op(c, endpointOf(bad))
 			took := time.Since(start)
@@ -474,5 +479,33 @@ func TestResetBMC(t *testing.T) {
 	}
 	if _, err := c.PowerState(context.Background(), ep); !errors.Is(err, ErrUnreachable) {
 		t.Errorf("PowerState of a restarting BMC = %v, want unreachable", err)
+	}
+}
+
+// Redirects: to the same host (http to https) are followed, to another host
+// refused, and a redirect loop ends.
+func TestRedirectPolicy(t *testing.T) {
+	t.Parallel()
+	target := startSims(t, redfishsim.Config{First: netip.MustParseAddr("127.10.210.1")}, redfishsim.SampleNode(1)).BMCs()[0]
+	redirectTo := func(addr, to string) string {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, to+r.URL.Path, http.StatusMovedPermanently)
+		})}
+		go srv.Serve(l)
+		t.Cleanup(func() { srv.Close() })
+		return "http://" + l.Addr().String()
+	}
+	c := fastClient(t)
+	same := redirectTo("127.10.210.1:0", target.Endpoint())
+	if _, _, err := c.ProbeRedfish(context.Background(), Endpoint{Address: same}); err != nil {
+		t.Errorf("http to https on the same host: %v", err)
+	}
+	other := redirectTo("127.10.210.2:0", target.Endpoint())
+	if _, _, err := c.ProbeRedfish(context.Background(), Endpoint{Address: other}); FailureClass(err) != ClassProtocol {
+		t.Errorf("redirect to another host = %v, want %s", err, ClassProtocol)
 	}
 }

@@ -88,12 +88,13 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // client is an http.Client over the transport that follows at most three
-// redirects, all to the same host.
+// redirects, all to the same host (another port or scheme is fine: BMCs
+// redirect http to https).
 func (t *transport) client() *http.Client {
 	return &http.Client{
 		Transport: t,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 || req.URL.Host != via[0].URL.Host {
+			if len(via) >= 3 || req.URL.Hostname() != via[0].URL.Hostname() {
 				return errRedirect
 			}
 			return nil
