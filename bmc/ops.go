@@ -490,6 +490,15 @@ func (c *Client) ClearSEL(ctx context.Context, ep Endpoint, key string) (Result,
 		if err != nil {
 			return Result{}, fmt.Errorf("read back event log: %w", err)
 		}
+		if len(entries) > 1 && cn.rf != nil {
+			// iDRAC and others list their logs under the manager only: clear those.
+			if err := cn.clearManagerLogs(ctx); err != nil {
+				return Result{Changed: true}, err
+			}
+			if entries, err = cn.bc.GetSystemEventLog(ctx); err != nil {
+				return Result{}, fmt.Errorf("read back event log: %w", err)
+			}
+		}
 		if len(entries) > 1 {
 			return Result{Changed: true}, fmt.Errorf("%w: the event log still holds %d entries after clearing", ErrStateUnconfirmed, len(entries))
 		}
@@ -513,4 +522,32 @@ func (c *Client) ResetBMC(ctx context.Context, ep Endpoint, key string) (Result,
 		}
 		return Result{Changed: true, After: "restarting"}, nil
 	})
+}
+
+// clearManagerLogs posts LogService.ClearLog to every log service of the
+// system's managers that offers it.
+func (cn *conn) clearManagerLogs(ctx context.Context) error {
+	id, err := cn.rf.readIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range id.system.Links.ManagedBy {
+		var mgr rfManager
+		if err := cn.rf.get(ctx, m.ID, &mgr); err != nil {
+			return err
+		}
+		if err := cn.rf.each(ctx, mgr.LogServices.ID, func(p string) error {
+			var ls rfLogService
+			if err := cn.rf.get(ctx, p, &ls); err != nil {
+				return err
+			}
+			if t := ls.Actions.ClearLog.Target; t != "" {
+				return cn.rf.post(ctx, t, struct{}{})
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("clear %s logs: %w", m.ID, err)
+		}
+	}
+	return nil
 }

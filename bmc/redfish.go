@@ -66,6 +66,34 @@ func (r *rfReader) raw(ctx context.Context, path string, auth bool) ([]byte, err
 	return data, nil
 }
 
+// post sends a JSON body to path and expects a 2xx answer.
+func (r *rfReader) post(ctx context.Context, path string, body any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+path, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(r.user, r.pass)
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return common.ConstructError(resp.StatusCode, reply)
+	}
+	return nil
+}
+
 // checkJSON accepts application/json and its +json relatives (and a
 // missing type, which some BMCs send).
 func checkJSON(ct string) error {
@@ -244,6 +272,7 @@ type rfChassis struct {
 
 type rfManager struct {
 	ManagerType        string
+	LogServices        odataLink
 	Manufacturer       string
 	Model              string
 	FirmwareVersion    string
@@ -324,4 +353,12 @@ func (e rfEthernet) mac() string {
 		return ""
 	}
 	return normalizeMAC(first(e.MACAddress, e.PermanentMACAddress))
+}
+
+type rfLogService struct {
+	Actions struct {
+		ClearLog struct {
+			Target string `json:"target"`
+		} `json:"#LogService.ClearLog"`
+	}
 }

@@ -711,7 +711,7 @@ func (b *BMC) chassis(q request) reply {
 		return q.readOnly(b.chassisResource())
 	}
 	switch sub := q.segs[2]; {
-	case sub == "LogServices":
+	case sub == "LogServices" && !s.noChassisLog:
 		return b.logServices(q, 3)
 	case sub == "PCIeDevices":
 		ids := b.gpuIDs()

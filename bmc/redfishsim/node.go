@@ -17,8 +17,9 @@ const (
 	// FlavorSupermicro: Systems/1, Managers/1, Chassis/1; virtual media under
 	// the manager.
 	FlavorSupermicro Flavor = "supermicro"
-	// FlavorDell: iDRAC ids (System.Embedded.1, iDRAC.Embedded.1) and
-	// virtual media under the system, as iDRAC 6+ exposes it.
+	// FlavorDell: iDRAC ids (System.Embedded.1, iDRAC.Embedded.1), virtual
+	// media under the system, as iDRAC 6+ exposes it, and the event log
+	// under the manager and system only (none under the chassis).
 	FlavorDell Flavor = "dell"
 	// FlavorHPE: ids 1/1/1 and a boot override PATCH that rejects
 	// BootSourceOverrideMode (as some iLO/HPE Gen10 firmware does).
@@ -39,6 +40,7 @@ type flavorSpec struct {
 	bmcModel             string
 	virtualMediaOnSystem bool
 	rejectBootMode       bool
+	noChassisLog         bool // the event log is not listed under the chassis
 }
 
 func (f Flavor) spec(serial string) (flavorSpec, error) {
@@ -46,7 +48,7 @@ func (f Flavor) spec(serial string) (flavorSpec, error) {
 	case "", FlavorSupermicro:
 		return flavorSpec{vendor: "Supermicro", systemID: "1", managerID: "1", chassisID: "1", bmcModel: "X13 AST2600"}, nil
 	case FlavorDell:
-		return flavorSpec{vendor: "Dell", systemID: "System.Embedded.1", managerID: "iDRAC.Embedded.1", chassisID: "System.Embedded.1", bmcModel: "16G Monolithic", virtualMediaOnSystem: true}, nil
+		return flavorSpec{vendor: "Dell", systemID: "System.Embedded.1", managerID: "iDRAC.Embedded.1", chassisID: "System.Embedded.1", bmcModel: "16G Monolithic", virtualMediaOnSystem: true, noChassisLog: true}, nil
 	case FlavorHPE:
 		return flavorSpec{vendor: "HPE", systemID: "1", managerID: "1", chassisID: "1", bmcModel: "iLO 6", rejectBootMode: true}, nil
 	case FlavorOpenBMC:

@@ -608,7 +608,7 @@ func (b *BMC) mediaResource(path string, m *Media) obj {
 func (b *BMC) chassisResource() obj {
 	hw := b.node.Hardware
 	ch := b.chassisPath()
-	return obj{
+	doc := obj{
 		"@odata.id":    ch,
 		"@odata.type":  "#Chassis.v1_23_0.Chassis",
 		"Id":           b.spec.chassisID,
@@ -629,6 +629,10 @@ func (b *BMC) chassisResource() obj {
 			"ManagedBy":       links(b.managerPath()),
 		},
 	}
+	if b.spec.noChassisLog {
+		delete(doc, "LogServices")
+	}
+	return doc
 }
 
 func pcieType(gen int) string {
