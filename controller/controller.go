@@ -218,7 +218,20 @@ func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, nil, fmt.Errorf("artifacts: %w", err)
 	}
-	httpSrv, err := boothttp.New(bc.HTTP, log, boothttp.Deps{Files: files, Scripts: nb})
+	var (
+		dhcpSrv *dhcp.Server
+		ids     boothttp.Identities
+	)
+	if !bc.NoDHCP {
+		if dhcpSrv, err = dhcp.New(bc.DHCP, log, dhcp.Deps{Store: nb, Observer: nb}); err != nil {
+			return nil, nil, err
+		}
+		if err := dhcpSrv.Register(reg); err != nil {
+			return nil, nil, err
+		}
+		ids = dhcpSrv // the boot server's access log names nodes by their lease
+	}
+	httpSrv, err := boothttp.New(bc.HTTP, log, boothttp.Deps{Files: files, Scripts: nb, Identities: ids})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,14 +244,7 @@ func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registe
 		{name: "pxe/tftp", serve: tftpSrv.Serve, ready: tftpSrv.Ready()},
 		{name: "netboot", serve: nb.Serve},
 	}
-	if !bc.NoDHCP {
-		dhcpSrv, err := dhcp.New(bc.DHCP, log, dhcp.Deps{Store: nb, Observer: nb})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := dhcpSrv.Register(reg); err != nil {
-			return nil, nil, err
-		}
+	if dhcpSrv != nil {
 		services = append(services, service{name: "pxe/dhcp", serve: dhcpSrv.Serve, ready: dhcpSrv.Ready()})
 	}
 	log.Info("real edge", "boot", bc.BootBase, "artifacts", bc.ArtifactDir, "image", img.URL, "agent server", agentURL)
