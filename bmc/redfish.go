@@ -18,7 +18,7 @@ import (
 // specification requires every service to accept) over the operation's
 // transport. It is the part of the Redfish client that parses replies
 // itself: identity, inventory and virtual media state, where bmclib reads
-// too little (see bmc/NOTES.md).
+// too little (see docs/decisions/0007-bmc-on-bmclib.md).
 type rfReader struct {
 	base string // "https://host:port"
 	user string
