@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,18 +15,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rackstrap/rackstrap/controller/api"
+	"github.com/rackstrap/rackstrap/controller/manifest"
+	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+
 	"github.com/rackstrap/rackstrap/hwprofiles/profile"
 	"github.com/rackstrap/rackstrap/hwprofiles/report"
 )
 
 func newReportCmd(g *globals) *cobra.Command {
-	var rack, format, out, from, keyFile, keyID string
+	var rack, format, out, from, manifestFile, keyFile, keyID string
 	cmd := &cobra.Command{
-		Use:   "report --rack R --from DIR [--format json|html|junit|csv] [--out FILE]",
+		Use:   "report --rack R [--manifest rack.yaml | --from DIR] [--format json|html|junit|csv] [--out FILE]",
 		Short: "Write a rack acceptance report: JSON, self-contained HTML, JUnit XML or CSV",
 		Long: "Builds the acceptance report of one rack: nodes expected, found, missing and unexpected, each\n" +
 			"node's validation and findings, drift between nodes of the same profile, and firmware\n" +
-			"compliance where known. --from DIR reads one JSON file per node (name, profile, and its\n" +
+			"compliance where known. By default the rack's nodes come from the controller (--server),\n" +
+			"and --manifest names the rack manifest whose slots were expected. --from DIR instead reads\n" +
+			"one JSON file per node (name, profile, and its\n" +
 			"inventory or inBand/outOfBand inventories, optionally its validation) and an optional\n" +
 			"manifest.json listing the rack's expected slots. --sign-key signs the report with ed25519.",
 		Args: cobra.NoArgs,
@@ -34,12 +41,21 @@ func newReportCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if from == "" {
-				return errors.New("report: give --from DIR, a directory of node JSON files (reading from the controller comes later)")
-			}
-			manifest, nodes, err := report.LoadDir(from)
-			if err != nil {
-				return fmt.Errorf("report: %w", err)
+			var (
+				manifest *report.Manifest
+				nodes    []report.NodeInput
+			)
+			if from != "" {
+				if manifest, nodes, err = report.LoadDir(from); err != nil {
+					return fmt.Errorf("report: %w", err)
+				}
+			} else {
+				if rack == "" {
+					return errors.New("report: give --rack R (the rack whose nodes the controller reports), or --from DIR")
+				}
+				if manifest, nodes, err = fromController(contextOrBackground(cmd), g.server, rack, manifestFile); err != nil {
+					return fmt.Errorf("report: %w", err)
+				}
 			}
 			if rack == "" && manifest != nil {
 				rack = manifest.Rack
@@ -104,7 +120,8 @@ func newReportCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&rack, "rack", "", "rack `NAME` (default: the manifest's)")
 	cmd.Flags().StringVar(&format, "format", "html", "output `FORMAT`: json, html, junit or csv")
 	cmd.Flags().StringVar(&out, "out", "-", "output `FILE` (- for stdout)")
-	cmd.Flags().StringVar(&from, "from", "", "`DIR` of node JSON files and an optional manifest.json")
+	cmd.Flags().StringVar(&from, "from", "", "`DIR` of node JSON files and an optional manifest.json (instead of the controller)")
+	cmd.Flags().StringVar(&manifestFile, "manifest", "", "rack manifest `FILE` (as for 'rackstrap apply') listing the expected slots")
 	cmd.Flags().StringVar(&keyFile, "sign-key", "", "ed25519 private key `FILE` (PKCS #8 PEM or 32-byte seed) to sign the report")
 	cmd.Flags().StringVar(&keyID, "key-id", "", "key `ID` recorded in the signature (default: the key file's name)")
 	cmd.AddCommand(newReportVerifyCmd(g))
@@ -151,4 +168,44 @@ func newReportVerifyCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&keyFile, "key", "", "ed25519 public key `FILE` (PEM or 32 bytes)")
 	return cmd
+}
+
+// fromController reads a rack's nodes from the controller's API, and its
+// expected slots from a rack manifest when one is given.
+func fromController(ctx context.Context, server, rack, manifestFile string) (*report.Manifest, []report.NodeInput, error) {
+	c, err := api.NewClient(server)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := c.Nodes(ctx, "", rack)
+	if err != nil {
+		return nil, nil, err
+	}
+	var nodes []report.NodeInput
+	for _, n := range found {
+		in := report.NodeInput{Name: n.Name, Rack: n.Identity.Rack, Slot: n.Identity.Slot, Profile: n.Profile, State: string(n.State)}
+		if len(n.Inventory) > 0 {
+			if in.Inventory, err = inventory.Parse(n.Inventory); err != nil {
+				return nil, nil, fmt.Errorf("node %s: stored inventory: %w", n.Name, err)
+			}
+		}
+		nodes = append(nodes, in)
+	}
+	if manifestFile == "" {
+		return nil, nodes, nil
+	}
+	m, err := manifest.Load(manifestFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	rm := &report.Manifest{Rack: rack}
+	for _, n := range m.Nodes() {
+		if n.Identity.Rack == rack {
+			rm.Slots = append(rm.Slots, report.ExpectedSlot{Slot: n.Identity.Slot, Name: n.Name, Serial: n.Identity.Serial, Profile: n.Profile})
+		}
+	}
+	if len(rm.Slots) == 0 {
+		return nil, nil, fmt.Errorf("%s lists no slots of rack %s", manifestFile, rack)
+	}
+	return rm, nodes, nil
 }

@@ -112,7 +112,8 @@ func TestReportVerbErrors(t *testing.T) {
 	dir := reportDir(t)
 	for args, want := range map[string]string{
 		"--from " + dir + " --format pdf": "use json, html, junit or csv",
-		"--rack r07":                      "give --from DIR",
+		"--rack r07":                      "invalid controller address",
+		"":                                "give --rack R",
 		"--from " + t.TempDir():           "no *.json node files",
 		"--from " + dir + " --rack r08":   `manifest.json is for rack "r07"`,
 		"--from " + dir + " --sign-key " + filepath.Join(dir, "n1.json"): "not an ed25519 key",

@@ -65,11 +65,23 @@ func TestServeRealMachines(t *testing.T) {
 		var nodes []model.Node
 		return err == nil && json.Unmarshal([]byte(out), &nodes) == nil && len(nodes) == 2
 	})
-	out, _ := run(t, "--server", server, "nodes", "show", "rr-n01")
+	out, err := run(t, "--server", server, "nodes", "show", "rr-n01")
 	for _, want := range []string{"RSIM000001", "wait-netboot-checkin", "image", "burn-in"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("nodes show rr-n01 lacks %q:\n%s", want, out)
 		}
+	}
+	// The rack acceptance report, from the controller and the manifest.
+	out, err = run(t, "--server", server, "report", "--rack", "rr", "--manifest", manifest, "--format", "json")
+	var rep struct {
+		Accepted bool
+		Summary  struct{ Expected, Found, Missing, Quarantined int }
+	}
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	if !rep.Accepted || rep.Summary.Expected != 2 || rep.Summary.Found != 2 || rep.Summary.Missing != 0 {
+		t.Errorf("report = %+v; want 2 expected, 2 found, accepted", rep)
 	}
 	cancel()
 	if err := <-done; err != nil {
