@@ -52,10 +52,28 @@ func newNodesListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// nodeDetail is what `nodes show` prints: the node and its timeline.
+// nodeDetail is what `nodes show` prints: the node, its timeline of steps,
+// and the other events recorded about it (DHCP answers, check-ins, state
+// changes, operator actions).
 type nodeDetail struct {
 	model.Node
-	Timeline []model.Step `json:"timeline"`
+	Timeline []model.Step       `json:"timeline"`
+	Events   []model.AuditEntry `json:"events"`
+}
+
+// events keeps the audit entries that are not step intents and outcomes
+// (those are the timeline), the newest last, at most limit.
+func events(all []model.AuditEntry, limit int) []model.AuditEntry {
+	var out []model.AuditEntry
+	for _, e := range all {
+		if !strings.HasPrefix(e.Action, "step.") {
+			out = append(out, e)
+		}
+	}
+	if len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out
 }
 
 func newNodesShowCmd(g *globals) *cobra.Command {
@@ -77,7 +95,12 @@ func newNodesShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return render(cmd.OutOrStdout(), g.output, nodeDetail{n, tl}, func(w *tabwriter.Writer) {
+			audit, err := c.Audit(ctx, args[0], 0, 10000)
+			if err != nil {
+				return err
+			}
+			ev := events(audit, 25)
+			return render(cmd.OutOrStdout(), g.output, nodeDetail{n, tl, ev}, func(w *tabwriter.Writer) {
 				fmt.Fprintf(w, "Name:\t%s\n", n.Name)
 				fmt.Fprintf(w, "State:\t%s (desired %s)\n", n.State, n.Desired)
 				if n.FailureClass != "" {
@@ -97,6 +120,10 @@ func newNodesShowCmd(g *globals) *cobra.Command {
 				for _, s := range tl {
 					fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Attempt, s.Outcome, s.Started.Local().Format(time.TimeOnly),
 						s.Duration(time.Now()).Round(time.Millisecond), s.Class, s.Message)
+				}
+				fmt.Fprintln(w, "\nEVENT\tAT\tBY\tOUTCOME\tDETAIL")
+				for _, e := range ev {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Action, e.At.Local().Format(time.TimeOnly), e.Actor, e.Outcome, e.Detail)
 				}
 			})
 		},

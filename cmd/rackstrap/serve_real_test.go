@@ -66,7 +66,7 @@ func TestServeRealMachines(t *testing.T) {
 		return err == nil && json.Unmarshal([]byte(out), &nodes) == nil && len(nodes) == 2
 	})
 	out, err := run(t, "--server", server, "nodes", "show", "rr-n01")
-	for _, want := range []string{"RSIM000001", "wait-netboot-checkin", "image", "burn-in"} {
+	for _, want := range []string{"RSIM000001", "wait-netboot-checkin", "image", "burn-in", "dhcp.ack", "agent.checkin"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("nodes show rr-n01 lacks %q:\n%s", want, out)
 		}

@@ -162,3 +162,19 @@ func (c *Client) Operations(ctx context.Context, node string) ([]model.Operation
 	}
 	return out, c.do(ctx, "GET", path, nil, &out)
 }
+
+// Audit lists audit entries in chain order, of one node when node is set.
+func (c *Client) Audit(ctx context.Context, node string, after int64, limit int) ([]model.AuditEntry, error) {
+	q := url.Values{}
+	if node != "" {
+		q.Set("node", node)
+	}
+	if after > 0 {
+		q.Set("after", fmt.Sprint(after))
+	}
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	var out []model.AuditEntry
+	return out, c.do(ctx, "GET", "/api/v1/audit?"+q.Encode(), nil, &out)
+}

@@ -107,31 +107,57 @@ func (s *Service) Serve(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case e := <-s.events:
-			if e.Type != "ACK" || e.Client.Location == nil || e.Client.Location.Rack == "" {
-				continue
-			}
-			mac := e.Client.MAC.String()
-			node, err := s.db.NodeByMAC(ctx, mac)
-			if err != nil {
-				s.log.Info("dhcp: unknown machine in a mapped slot", "mac", mac, "rack", e.Client.Location.Rack, "slot", e.Client.Location.Slot)
-				continue
-			}
-			n, err := s.db.GetNode(ctx, node)
-			loc := e.Client.Location
-			switch {
-			case err != nil:
-				s.log.Error("dhcp: read node", "node", node, "err", err)
-			case n.Identity.Rack == "":
-				// First sighting: this is how a node's position is learned.
-				if _, _, err := s.db.Apply(ctx, store.Change{Node: node, FromSeq: -1, Rack: loc.Rack, Slot: loc.Slot,
-					Actor: "dhcp", Action: "node.located"}); err != nil {
-					s.log.Error("dhcp: record location", "node", node, "err", err)
-				}
-			case n.Identity.Rack != loc.Rack || n.Identity.Slot != loc.Slot:
-				s.log.Warn("dhcp: node answers from another position than recorded: check the cabling or the manifest", "node", node,
-					"recorded", fmt.Sprintf("%s/%d", n.Identity.Rack, n.Identity.Slot), "seen", fmt.Sprintf("%s/%d", loc.Rack, loc.Slot))
-			}
+			s.record(ctx, e)
 		}
+	}
+}
+
+// record puts a DHCP answer to a known node on its audit timeline (what it
+// was told to boot, from which address) and learns its rack position from
+// option 82 the first time.
+func (s *Service) record(ctx context.Context, e dhcp.Event) {
+	if e.Type != "ACK" && e.Type != "PROXY-ACK" && e.Type != "NAK" {
+		return
+	}
+	mac := e.Client.MAC.String()
+	node, err := s.db.NodeByMAC(ctx, mac)
+	if err != nil {
+		if e.Client.Location != nil {
+			s.log.Info("dhcp: unknown machine", "mac", mac, "rack", e.Client.Location.Rack, "slot", e.Client.Location.Slot)
+		}
+		return
+	}
+	boot := e.Boot.File
+	if e.Boot.None || boot == "" {
+		boot = "local disk"
+	}
+	detail := map[string]any{"mac": mac, "ip": e.IP.String(), "boot": boot, "ipxe": e.Client.IPXE}
+	if e.Client.HasArch {
+		detail["arch"] = e.Client.Arch.String()
+	}
+	if loc := e.Client.Location; loc != nil {
+		detail["relay"], detail["circuitID"], detail["remoteID"] = loc.Relay.String(), loc.CircuitID, loc.RemoteID
+	}
+	if err := s.db.Audit(ctx, store.AuditInput{Actor: "dhcp", Action: "dhcp." + strings.ToLower(e.Type), Node: node, Outcome: "ok", Detail: detail}); err != nil {
+		s.log.Error("dhcp: record answer", "node", node, "err", err)
+	}
+	loc := e.Client.Location
+	if loc == nil || loc.Rack == "" || e.Type != "ACK" {
+		return
+	}
+	n, err := s.db.GetNode(ctx, node)
+	switch {
+	case err != nil:
+		s.log.Error("dhcp: read node", "node", node, "err", err)
+	case n.Identity.Rack == "":
+		// First sighting: this is how a node's position is learned.
+		if _, _, err := s.db.Apply(ctx, store.Change{Node: node, FromSeq: -1, Rack: loc.Rack, Slot: loc.Slot,
+			Actor: "dhcp", Action: "node.located"}); err != nil {
+			s.log.Error("dhcp: record location", "node", node, "err", err)
+		}
+	case n.Identity.Rack != loc.Rack || n.Identity.Slot != loc.Slot:
+		s.log.Warn("dhcp: node answers from another position than recorded: check the cabling or the manifest", "node", node,
+			"recorded", fmt.Sprintf("%s/%d", n.Identity.Rack, n.Identity.Slot), "seen", fmt.Sprintf("%s/%d", loc.Rack, loc.Slot))
 	}
 }
 

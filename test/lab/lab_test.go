@@ -50,6 +50,10 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 		t.Fatalf("controller: %v", err)
 	}
 	for _, n := range l.Nodes {
+		if n.Identity.Slot == 4 {
+			// Declared without a position: DHCP option 82 must teach it.
+			n.Identity.Rack, n.Identity.Slot = "", 0
+		}
 		if _, _, err := ctl.Store.CreateNode(ctx, n, "test"); err != nil {
 			t.Fatal(err)
 		}
@@ -94,6 +98,10 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 	if n3.FailureClass != model.ClassImageVerifyFailed {
 		t.Errorf("corrupt-image node failed with %s (%s), want image-verify-failed", n3.FailureClass, n3.FailureMsg)
 	}
+	n4, _ := ctl.Store.GetNode(ctx, "t1-n04")
+	if n4.Identity.Rack != "t1" || n4.Identity.Slot != 4 {
+		t.Errorf("n04's position learned from option 82 = %s/%d, want t1/4", n4.Identity.Rack, n4.Identity.Slot)
+	}
 	leases, err := ctl.Store.LoadLeases(ctx)
 	if err != nil || len(leases) < 3 {
 		t.Errorf("DHCP leases in the store: %d, %v", len(leases), err)
@@ -106,7 +114,7 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 	for _, e := range entries {
 		seen[e.Action] = true
 	}
-	for _, a := range []string{"agent.token.issue", "agent.checkin", "agent.task.create", "agent.task.finish", "state.change"} {
+	for _, a := range []string{"agent.token.issue", "agent.checkin", "agent.task.create", "agent.task.finish", "state.change", "dhcp.ack"} {
 		if !seen[a] {
 			t.Errorf("audit of n01 lacks %s", a)
 		}
