@@ -161,9 +161,10 @@ func (s *Service) record(ctx context.Context, e dhcp.Event) {
 	}
 }
 
-// Script renders a node's iPXE script. A node being inspected boots the
-// agent with a fresh one-time token; any other known node boots its disk;
-// an unknown machine waits (it may be enrolled in a moment).
+// Script renders a node's iPXE script. A node being inspected or imaged
+// boots the agent with a fresh one-time token (a node rebooted mid-image
+// gets its image task again); any other known node boots its disk; an
+// unknown machine waits (it may be enrolled in a moment).
 func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, error) {
 	mac := hw.String()
 	name, err := s.db.NodeByMAC(ctx, mac)
@@ -177,7 +178,7 @@ func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	if n.State != model.Inspecting {
+	if n.State != model.Inspecting && n.State != model.Validated && n.State != model.Imaging {
 		return ipxe.Render(ipxe.Script{Node: n.Name, MAC: mac, Action: ipxe.LocalDisk})
 	}
 	token, err := s.db.IssueToken(ctx, n.Name, "netboot", s.cfg.TokenTTL, "netboot")
