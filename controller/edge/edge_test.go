@@ -1,0 +1,114 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rackstrap/rackstrap/bmc"
+	"github.com/rackstrap/rackstrap/bmc/redfishsim"
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
+	"github.com/rackstrap/rackstrap/hwprofiles/profile"
+)
+
+func setup(t *testing.T) (*store.DB, *redfishsim.BMC, func() *Edge) {
+	t.Helper()
+	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{RelaxedSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	fleet, err := redfishsim.Start(redfishsim.Config{HTTP: true}, redfishsim.SampleNode(7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fleet.Close() })
+	cat, err := profile.Bundled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Each call is a fresh controller: nothing remembered in memory.
+	newEdge := func() *Edge {
+		e, err := New(Config{BMC: bmc.New(bmc.Config{}), Catalog: cat,
+			Credentials: func(model.Node) (string, string, error) { return "admin", "password", nil }}, db, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	return db, fleet.BMCs()[0], newEdge
+}
+
+// A boot replayed after a controller restart must not cycle the machine a
+// second time: that would consume nothing and reboot a node mid-install.
+func TestBootReplayDoesNotCycleTwice(t *testing.T) {
+	t.Parallel()
+	db, b, newEdge := setup(t)
+	ctx := context.Background()
+	var boots atomic.Int32
+	b.OnBoot(func(redfishsim.BootEvent) { boots.Add(1) })
+	n := model.Node{Name: "n1", Identity: model.Identity{BMC: b.Endpoint()}}
+	db.CreateNode(ctx, n, "test")
+
+	e := newEdge()
+	id, err := e.Enroll(ctx, n)
+	if err != nil || id.Serial != "RSIM000007" || len(id.MACs) == 0 {
+		t.Fatalf("Enroll = %+v, %v", id, err)
+	}
+	if err := e.SetBoot(ctx, n, lifecycle.BootNetwork, "n1/set-boot-network/1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Boot(ctx, n, "n1/boot-network/1"); err != nil {
+		t.Fatal(err)
+	}
+	if boots.Load() != 1 {
+		t.Fatalf("first boot: %d boots seen by the BMC, want 1", boots.Load())
+	}
+	if err := newEdge().Boot(ctx, n, "n1/boot-network/1"); err != nil {
+		t.Fatal(err)
+	}
+	if boots.Load() != 1 {
+		t.Errorf("replayed boot after a restart: %d boots, want still 1", boots.Load())
+	}
+	if err := newEdge().Boot(ctx, n, "n1/boot-network/2"); err != nil {
+		t.Fatal(err)
+	}
+	if boots.Load() != 2 {
+		t.Errorf("a new attempt (new key) cycles the machine: %d boots, want 2", boots.Load())
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	t.Parallel()
+	db, b, newEdge := setup(t)
+	ctx := context.Background()
+	e := newEdge()
+	class := func(err error) string {
+		var c lifecycle.Classified
+		if errors.As(err, &c) {
+			return c.FailureClass()
+		}
+		return ""
+	}
+	if _, err := e.Enroll(ctx, model.Node{Name: "x"}); class(err) != string(model.ClassBMCUnreachable) || !strings.Contains(err.Error(), "manifest") {
+		t.Errorf("Enroll without a BMC address = %v (%s)", err, class(err))
+	}
+	b.SetFaults(redfishsim.Faults{BadCredentials: true})
+	if _, err := e.Enroll(ctx, model.Node{Name: "n", Identity: model.Identity{BMC: b.Endpoint()}}); class(err) != string(model.ClassBMCAuth) {
+		t.Errorf("Enroll with bad credentials = %v (%s), want bmc-auth-failed", err, class(err))
+	}
+	if err := e.Image(ctx, model.Node{Name: "n"}, "n/image/1"); class(err) != string(model.ClassImageFailed) || !strings.Contains(err.Error(), "--image") {
+		t.Errorf("Image without an image = %v", err)
+	}
+	if err := e.HandOff(ctx, model.Node{Name: "n"}, "k"); class(err) != string(model.ClassHandOffFailed) {
+		t.Errorf("HandOff without a cluster = %v", err)
+	}
+	_ = db
+}
