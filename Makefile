@@ -8,15 +8,25 @@ PKGS      := ./...
 # Longer fuzzing: `make fuzz FUZZTIME=5m`.
 FUZZTIME  ?= 30s
 
-.PHONY: all build demo test test-deps bench fuzz lint conformance clean
+.PHONY: all build rackstrap agent agent-static demo test test-deps bench fuzz lint conformance clean
 
 all: build
 
-build:
+build: rackstrap agent
+
+# The controller and CLI: static, no cgo.
+rackstrap:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rackstrap ./cmd/rackstrap
+
+# The in-band agent: cgo for NVML (gcc needed); agent-static has no NVML.
+agent:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rackstrap-agent ./cmd/rackstrap-agent
 
-demo: build
+agent-static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rackstrap-agent-static ./cmd/rackstrap-agent
+
+# The demo needs only the controller binary (no gcc, no root).
+demo: rackstrap
 	$(BIN)/rackstrap demo
 
 test-deps:
