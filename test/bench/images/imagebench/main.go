@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 
 	"github.com/rackstrap/rackstrap/images/build"
@@ -43,6 +44,17 @@ func run(args []string) error {
 		opts := build.Options{OutDir: args[2]}
 		if os.Getenv("IMAGEBENCH_LOG") != "" {
 			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		}
+		if p := os.Getenv("IMAGEBENCH_CPUPROFILE"); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		_, err = build.Build(context.Background(), s, opts)
 		return err
