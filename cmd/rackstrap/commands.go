@@ -17,6 +17,7 @@ func commands(g *globals) []*cobra.Command {
 		newProfileCmd(g),
 		newValidateCmd(g),
 		newReportCmd(g),
+		newImageCmd(g),
 		newVersionCmd(g),
 	}
 }
