@@ -8,6 +8,7 @@ package lab
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ import (
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
 	"github.com/rackstrap/rackstrap/controller"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/images/build"
+	"github.com/rackstrap/rackstrap/images/spec"
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
 	boothttp "github.com/rackstrap/rackstrap/pxe/http"
 	"github.com/rackstrap/rackstrap/pxe/tftp"
@@ -254,10 +257,8 @@ func writeArtifacts(dir string, imageSize int64) error {
 			return fmt.Errorf("lab: artifacts: %w", err)
 		}
 	}
-	for name, size := range map[string]int64{"vmlinuz": 4 << 20, "initrd.img": 8 << 20} {
-		if err := os.WriteFile(filepath.Join(dir, name), standIn("RACKSTRAP LAB STAND-IN "+name, size), 0o644); err != nil {
-			return fmt.Errorf("lab: artifacts: %w", err)
-		}
+	if err := buildNetboot(dir); err != nil {
+		return err
 	}
 	f, err := os.Create(filepath.Join(dir, "os.img"))
 	if err != nil {
@@ -268,6 +269,63 @@ func writeArtifacts(dir string, imageSize int64) error {
 		return fmt.Errorf("lab: artifacts: %w", err)
 	}
 	return f.Close()
+}
+
+// netbootSpec is the lab's netboot image: a small root built by the image
+// builder (images/build) into a kernel and a zstd newc initramfs, exactly as
+// a site builds its agent image. The kernel is a labelled stand-in (the
+// simulated hosts only download and hash it).
+const netbootSpec = `api_version: rackstrap.io/image/v1
+name: lab-netboot
+version: 1.0.0
+source_date_epoch: 1764000000
+base:
+  dir: root
+kernel:
+  version: 6.1.0-lab
+  image: /boot/vmlinuz-6.1.0-lab
+  cmdline: console=ttyS0
+outputs:
+  netboot:
+    compression: zstd
+`
+
+func buildNetboot(dir string) error {
+	work := filepath.Join(dir, ".netboot")
+	files := map[string][]byte{
+		"root/etc/os-release":            []byte("NAME=\"Rackstrap lab netboot\"\nID=rackstrap-lab\n"),
+		"root/etc/hostname":              []byte("rackstrap-agent\n"),
+		"root/boot/vmlinuz-6.1.0-lab":    standIn("RACKSTRAP LAB STAND-IN KERNEL 6.1.0-lab", 4<<20),
+		"root/usr/share/rackstrap/NOTES": []byte("This initramfs was built by rackstrap's image builder for the lab.\n"),
+	}
+	for name, data := range files {
+		p := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("lab: netboot image: %w", err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return fmt.Errorf("lab: netboot image: %w", err)
+		}
+	}
+	s, err := spec.Parse([]byte(netbootSpec), filepath.Join(work, "netboot.yaml"))
+	if err != nil {
+		return fmt.Errorf("lab: netboot spec: %w", err)
+	}
+	s.Dir = work
+	res, err := build.Build(context.Background(), s, build.Options{OutDir: filepath.Join(work, "out")})
+	if err != nil {
+		return fmt.Errorf("lab: build the netboot image: %w", err)
+	}
+	for artifact, name := range map[string]string{"lab-netboot.vmlinuz": "vmlinuz", "lab-netboot.initramfs.cpio.zst": "initrd.img"} {
+		src, ok := res.Files[artifact]
+		if !ok {
+			return fmt.Errorf("lab: the netboot build made no %s (made %v)", artifact, res.Files)
+		}
+		if err := os.Rename(src, filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("lab: netboot image: %w", err)
+		}
+	}
+	return os.RemoveAll(work)
 }
 
 // standIn is deterministic filler with a label at its start.
