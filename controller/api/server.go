@@ -292,7 +292,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) error {
 	}
 	op, err := s.actor.Act(r.Context(), lifecycle.Request{Node: r.PathValue("name"), Action: in.Action, HandOff: in.HandOff, Actor: actorOf(r)})
 	if err != nil {
-		if errors.Is(err, lifecycle.ErrNotAllowed) && strings.Contains(err.Error(), "unknown action") {
+		if errors.Is(err, lifecycle.ErrUnknownAction) {
 			return badRequest(err.Error(), "")
 		}
 		return err

@@ -27,8 +27,12 @@ const (
 // Actions lists every action, for help texts and the API document.
 var Actions = []Action{ActProvision, ActRetry, ActRevalidate, ActDecommission}
 
-// ErrNotAllowed means the action does not apply to the node's state.
-var ErrNotAllowed = errors.New("action not allowed in this state")
+// ErrNotAllowed means the action does not apply to the node's state;
+// ErrUnknownAction that there is no such action.
+var (
+	ErrNotAllowed    = errors.New("action not allowed in this state")
+	ErrUnknownAction = errors.New("unknown action")
+)
 
 // Request is one operator action.
 type Request struct {
@@ -85,7 +89,7 @@ func Act(ctx context.Context, db *store.DB, r Request) (model.Operation, error) 
 			c.To = model.Decommissioning
 		}
 	default:
-		return model.Operation{}, fmt.Errorf("unknown action %q; one of provision, retry, revalidate, decommission: %w", r.Action, ErrNotAllowed)
+		return model.Operation{}, fmt.Errorf("%w %q; one of provision, retry, revalidate, decommission", ErrUnknownAction, r.Action)
 	}
 	// A node already where the action leads has nothing to do: the operation
 	// is recorded and closed at once.
