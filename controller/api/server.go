@@ -247,13 +247,10 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) error {
 		in.Identity.MACs[i] = norm
 	}
 	n, created, err := s.db.CreateNode(r.Context(), model.Node{Name: in.Name, Identity: in.Identity, Profile: in.Profile, Desired: in.Desired}, actorOf(r))
+	if errors.Is(err, store.ErrInvalidName) {
+		return badRequest(err.Error(), "")
+	}
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
-			return err
-		}
-		if strings.Contains(err.Error(), "invalid node name") {
-			return badRequest(err.Error(), "")
-		}
 		return err
 	}
 	status := http.StatusOK

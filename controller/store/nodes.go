@@ -97,11 +97,11 @@ func nonNil(s []string) []string {
 // validName keeps node names usable in URLs, keys and host names.
 func validName(name string) error {
 	if name == "" || len(name) > 63 {
-		return fmt.Errorf("invalid node name %q: use 1 to 63 characters of a-z, 0-9, '-', '.', '_'", name)
+		return fmt.Errorf("%w %q: use 1 to 63 characters of a-z, 0-9, '-', '.', '_'", ErrInvalidName, name)
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_') {
-			return fmt.Errorf("invalid node name %q: use only a-z, 0-9, '-', '.', '_'", name)
+			return fmt.Errorf("%w %q: use only a-z, 0-9, '-', '.', '_'", ErrInvalidName, name)
 		}
 	}
 	return nil

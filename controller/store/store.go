@@ -25,6 +25,8 @@ var (
 	// ErrConflict means the row changed under us (another writer moved the
 	// node on); the caller re-reads and decides again.
 	ErrConflict = errors.New("conflict: changed concurrently")
+	// ErrInvalidName: node names must be usable in URLs, keys and hosts.
+	ErrInvalidName = errors.New("invalid node name")
 )
 
 // DB is an open store.
