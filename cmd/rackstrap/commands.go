@@ -11,6 +11,7 @@ func commands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newServeCmd(g),
 		newDemoCmd(g),
+		newDiscoverCmd(g),
 		newApplyCmd(g),
 		newNodesCmd(g),
 		newAuditCmd(g),
