@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rackstrap/rackstrap/bmc/discover"
 	"github.com/rackstrap/rackstrap/controller"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
@@ -35,11 +37,15 @@ func newDemoCmd(g *globals) *cobra.Command {
 		Short: "Bootstrap a simulated rack of 8 machines on this computer, live, over real protocols",
 		Long: `Run a controller on a fresh SQLite store in a temporary data dir, and a
 simulated rack beside it on loopback: a Redfish BMC simulator per machine, and
-simulated hosts that boot like real ones when their BMC powers them on (DHCP
-through a rack relay with option 82, the boot program over TFTP, the iPXE
-script and kernel over HTTP, the agent's check-in, the OS image streamed and
-verified). The controller drives them exactly as it drives hardware: bmclib
-over Redfish, its own DHCP/TFTP/HTTP, one-time enrolment tokens.
+simulated hosts that boot like real ones when their BMC powers them on.
+
+The controller finds the BMCs by scanning their network (as 'rackstrap
+discover'), then drives each machine exactly as it drives hardware: bmclib
+over Redfish to set a one-time network boot and power on; its own DHCP
+(through a rack relay with option 82), TFTP (the boot program) and HTTP (the
+iPXE script, and the netboot kernel and initramfs its image builder made at
+start); the agent's check-in with a one-time token; the OS image streamed
+and verified.
 
 Each machine's progress is shown live until every one rests. Two machines are
 given faults on purpose: slot 3 has a GPU trained at PCIe x8 (validation
@@ -94,11 +100,30 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 				return err
 			case ctl = <-ready:
 			}
-			for _, n := range rack.Nodes {
-				if _, _, err := ctl.Store.CreateNode(ctx, n, "demo"); err != nil {
+			// Find the rack the way a technician does: scan its BMC network.
+			bmcNet, bmcPort := rack.BMCNetwork()
+			found, err := discover.Scan(ctx, bmcNet, discover.Config{HTTPSPort: bmcPort, HTTPPort: bmcPort, NoIPMI: true,
+				Credentials: []discover.Credential{{Username: "admin", Password: "password"}}})
+			if err != nil {
+				return fmt.Errorf("discover the demo rack's BMCs: %w", err)
+			}
+			bySlot := map[netip.Addr]model.Node{}
+			for i, b := range rack.BMCs.BMCs() {
+				bySlot[b.Addr().Addr()] = rack.Nodes[i]
+			}
+			enrolled := 0
+			for _, f := range found {
+				n, ok := bySlot[f.Address]
+				if !ok || !f.Enrolled {
+					continue
+				}
+				n.Identity.Serial, n.Identity.UUID = f.Survey.Serial, f.Survey.UUID
+				if _, _, err := ctl.Store.CreateNode(ctx, n, "discover"); err != nil {
 					return err
 				}
+				enrolled++
 			}
+			fmt.Fprintf(out, "Discovered %d Redfish BMCs on %s, enrolled %d\n", len(found), bmcNet, enrolled)
 			if err := rack.Start(); err != nil {
 				return err
 			}

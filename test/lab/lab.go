@@ -63,6 +63,7 @@ type Lab struct {
 	BMCs     *redfishsim.Fleet
 	rack     *fleet.Rack
 	relay    netip.AddrPort
+	bmcNet   netip.Prefix
 	dhcpPort uint16
 	tftpPort uint16
 	httpPort uint16
@@ -120,7 +121,9 @@ func Prepare(cfg Config) (*Lab, error) {
 		}
 		nodes = append(nodes, n)
 	}
-	l.BMCs, err = redfishsim.Start(redfishsim.Config{First: netip.AddrFrom4([4]byte{127, 22, byte(relayPort >> 8), byte(relayPort)})}, nodes...)
+	// The BMCs sit at the start of their own /24 (a "BMC network" to scan).
+	l.bmcNet = netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 22 + byte(relayPort>>8)%64, byte(relayPort), 0}), 24)
+	l.BMCs, err = redfishsim.Start(redfishsim.Config{First: l.bmcNet.Addr().Next()}, nodes...)
 	if err != nil {
 		return nil, fmt.Errorf("lab: start BMC simulators: %w", err)
 	}
@@ -168,6 +171,10 @@ func Prepare(cfg Config) (*Lab, error) {
 	}
 	return l, nil
 }
+
+// BMCNetwork is the prefix the rack's BMCs answer in, and their HTTPS port:
+// what a technician would scan with 'rackstrap discover'.
+func (l *Lab) BMCNetwork() (netip.Prefix, uint16) { return l.bmcNet, l.BMCs.Port() }
 
 // Start attaches the simulated hosts: from now on a BMC power-on makes its
 // host boot.
