@@ -200,7 +200,7 @@ func TestDemoRunsToTheEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"Summary", "1 Quarantined, 6 Ready, 1 Failed", "reseat GPU", "image-verify-failed", "Audit chain intact", dir} {
+	for _, want := range []string{"Discovered 8 Redfish BMCs", "enrolled 8", "Summary", "1 Quarantined, 6 Ready, 1 Failed", "reseat GPU", "image-verify-failed", "Audit chain intact", dir} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
