@@ -203,8 +203,9 @@ func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, nil, err
 	}
+	audit := newBMCAudit(db, log)
 	hw, err := edge.New(edge.Config{
-		BMC: bmc.New(bmc.Config{Logger: log}), Credentials: ec.Credentials, Catalog: catalog,
+		BMC: bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record}), Credentials: ec.Credentials, Catalog: catalog,
 		Image: img, Server: agentURL, UEFI: ec.UEFI,
 	}, db, log)
 	if err != nil {
@@ -243,6 +244,7 @@ func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registe
 		{name: "pxe/http", serve: httpSrv.Serve, ready: httpSrv.Ready()},
 		{name: "pxe/tftp", serve: tftpSrv.Serve, ready: tftpSrv.Ready()},
 		{name: "netboot", serve: nb.Serve},
+		{name: "bmc audit", serve: audit.Serve},
 	}
 	if dhcpSrv != nil {
 		services = append(services, service{name: "pxe/dhcp", serve: dhcpSrv.Serve, ready: dhcpSrv.Ready()})

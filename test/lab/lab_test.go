@@ -114,7 +114,7 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 	for _, e := range entries {
 		seen[e.Action] = true
 	}
-	for _, a := range []string{"agent.token.issue", "agent.checkin", "agent.task.create", "agent.task.finish", "state.change", "dhcp.ack"} {
+	for _, a := range []string{"agent.token.issue", "agent.checkin", "agent.task.create", "agent.task.finish", "state.change", "dhcp.ack", "bmc.power-cycle"} {
 		if !seen[a] {
 			t.Errorf("audit of n01 lacks %s", a)
 		}
