@@ -54,7 +54,9 @@ type Config struct {
 	BootDelay time.Duration // simulated firmware/kernel time per boot stage
 	ImageSize int64         // bytes of the OS image the agents stream
 	Desired   model.Desired
-	Log       *slog.Logger
+	// Password of every BMC (default "password"; user "admin").
+	Password string
+	Log      *slog.Logger
 }
 
 // Lab is a prepared simulated rack.
@@ -90,6 +92,9 @@ func Prepare(cfg Config) (*Lab, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Password == "" {
+		cfg.Password = "password"
+	}
 	l := &Lab{cfg: cfg}
 	var err error
 	if l.dhcpPort, err = freeUDP(); err != nil {
@@ -116,6 +121,7 @@ func Prepare(cfg Config) (*Lab, error) {
 	var nodes []redfishsim.Node
 	for slot := 1; slot <= cfg.Nodes; slot++ {
 		n := redfishsim.SampleNode(slot)
+		n.Username, n.Password = "admin", cfg.Password
 		if cfg.Faults[slot] == FaultGPUx8 && len(n.Hardware.GPUs) > 4 {
 			n.Hardware.GPUs[4].PCIeWidth = 8
 		}
@@ -166,7 +172,7 @@ func Prepare(cfg Config) (*Lab, error) {
 		Cmdline:     []string{"console=ttyS0"},
 	}
 	l.Edge = &controller.EdgeConfig{
-		Credentials: func(model.Node) (string, string, error) { return "admin", "password", nil },
+		Credentials: func(model.Node) (string, string, error) { return "admin", cfg.Password, nil },
 		Image:       "os.img",
 	}
 	return l, nil

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,12 +26,16 @@ import (
 func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Every log line at debug level is kept, to look for the planted secret.
+	var logs lockedBuffer
+	var w io.Writer = &logs
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		w = io.MultiWriter(&logs, os.Stderr)
 	}
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	const secret = "Planted-BMC-Secret-7f3a9c"
 	l, err := Prepare(Config{Rack: "t1", Nodes: 4, Dir: filepath.Join(dir, "artifacts"), ImageSize: 4 << 20,
-		Faults: map[int]Fault{2: FaultGPUx8, 3: FaultImageCorrupt}, Log: log})
+		Faults: map[int]Fault{2: FaultGPUx8, 3: FaultImageCorrupt}, Password: secret, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +125,48 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 			t.Errorf("audit of n01 lacks %s", a)
 		}
 	}
+	// The BMC password is in no log line, API reply or audit entry.
+	for _, path := range []string{"/api/v1/nodes", "/api/v1/nodes/t1-n01", "/api/v1/nodes/t1-n01/timeline",
+		"/api/v1/audit?limit=10000", "/api/v1/operations", "/api/v1/racks", "/metrics"} {
+		resp, err := http.Get("http://" + ctl.API + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), secret) {
+			t.Errorf("GET %s reveals the BMC password", path)
+		}
+	}
+	if !strings.Contains(logs.String(), "t1-n01") {
+		t.Error("the log capture saw nothing: the secret check below would prove nothing")
+	}
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Errorf("controller stopped with %v", err)
 	}
+	if strings.Contains(logs.String(), secret) {
+		t.Error("a log line reveals the BMC password")
+	}
+	db, err := os.ReadFile(filepath.Join(dir, "data", "rackstrap.db"))
+	if err == nil && strings.Contains(string(db), secret) {
+		t.Error("the store holds the BMC password in clear")
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
