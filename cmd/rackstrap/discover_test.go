@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
 )
@@ -84,4 +88,53 @@ func TestDiscoverMatchesManifestAndEnrolls(t *testing.T) {
 	if _, err := run(t, "discover", "--cidr", "nonsense"); err == nil || !strings.Contains(err.Error(), "10.0.12.0/24") {
 		t.Errorf("bad --cidr = %v", err)
 	}
+}
+
+func TestSimulateBMCServesUntilStopped(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := newRootCmd()
+	out := &syncBuffer{}
+	cmd.SetOut(out)
+	cmd.SetArgs([]string{"simulate", "bmc", "--nodes", "2", "--first", "127.24.0.1", "--http", "-o", "json"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "RSIM000002") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no BMC list printed: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var rows []struct{ Endpoint string }
+	json.Unmarshal([]byte(out.String()), &rows)
+	resp, err := http.Get(rows[0].Endpoint + "/redfish/v1/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET the service root of %s: %v", rows[0].Endpoint, err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("simulate bmc stopped with %v", err)
+	}
+	if _, err := run(t, "simulate", "bmc", "--first", "10.0.0.1"); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("a non-loopback --first = %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
