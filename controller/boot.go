@@ -36,7 +36,11 @@ type BootConfig struct {
 // EdgeConfig drives real machines (or the lab's simulated ones over the
 // same protocols).
 type EdgeConfig struct {
-	Credentials edge.Credentials
+	// Login is the BMC login of nodes that have none stored (stored logins
+	// come from 'rackstrap discover --enroll' or the API, sealed at rest).
+	Login edge.Login
+	// Cluster receives handed-off nodes (nil: hand-off is refused).
+	Cluster edge.Cluster
 	// Image is the OS image file under Boot.ArtifactDir.
 	Image string
 	UEFI  bool

@@ -23,6 +23,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/netboot"
+	"github.com/rackstrap/rackstrap/controller/secrets"
 	"github.com/rackstrap/rackstrap/controller/simedge"
 	"github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/hwprofiles/profile"
@@ -43,6 +44,9 @@ type Config struct {
 	// Edge and Boot drive machines over their real protocols.
 	Edge *EdgeConfig
 	Boot *BootConfig
+	// SecretKeyFile seals stored BMC passwords (default DataDir/secret.key,
+	// made on first start; keep a backup).
+	SecretKeyFile string
 }
 
 // SimConfig describes a simulated rack.
@@ -56,6 +60,9 @@ type SimConfig struct {
 func (c Config) withDefaults() Config {
 	if c.APIListen == "" {
 		c.APIListen = "127.0.0.1:8080"
+	}
+	if c.SecretKeyFile == "" {
+		c.SecretKeyFile = filepath.Join(c.DataDir, "secret.key")
 	}
 	if s := c.Simulate; s != nil {
 		cp := *s
@@ -109,6 +116,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	box, err := secrets.LoadOrCreate(cfg.SecretKeyFile)
+	if err != nil {
+		return err
+	}
 
 	var (
 		hw       lifecycle.Edge
@@ -127,7 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 		log.Info("simulated edge", "nodes", cfg.Simulate.Nodes, "rack", cfg.Simulate.Rack, "journal", cfg.Simulate.Edge.Journal)
 		hw = sim
 	default:
-		hw, services, err = realEdge(cfg, db, log, reg, apiURL)
+		hw, services, err = realEdge(cfg, db, box, log, reg, apiURL)
 		if err != nil {
 			return err
 		}
@@ -141,6 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 	if err != nil {
 		return err
 	}
+	apiSrv.SetSecrets(box)
 	hs := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second}
 	services = append([]service{{name: "api", serve: func(ctx context.Context) error {
 		go func() {
@@ -183,7 +195,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 
 // realEdge builds the edge that drives machines over their real protocols,
 // and the network boot services they boot from.
-func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer, apiURL string) (lifecycle.Edge, []service, error) {
+func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg prometheus.Registerer, apiURL string) (lifecycle.Edge, []service, error) {
 	ec, bc := cfg.Edge, cfg.Boot
 	if bc == nil {
 		return nil, nil, errors.New("real machines need network boot: configure the boot services (--artifacts, --boot-url)")
@@ -205,8 +217,9 @@ func realEdge(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registe
 	}
 	audit := newBMCAudit(db, log)
 	hw, err := edge.New(edge.Config{
-		BMC: bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record}), Credentials: ec.Credentials, Catalog: catalog,
-		Image: img, Server: agentURL, UEFI: ec.UEFI,
+		BMC: bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record}), Credentials: logins(db, box, ec.Login), Catalog: catalog,
+		Image: img, Server: agentURL, UEFI: ec.UEFI, Cluster: ec.Cluster,
+		PinCert: func(ctx context.Context, node, sha string) error { return db.PinBMCCert(ctx, node, sha, "controller") },
 	}, db, log)
 	if err != nil {
 		return nil, nil, err
@@ -268,4 +281,28 @@ func enrollSimulated(ctx context.Context, db *store.DB, s SimConfig) error {
 		}
 	}
 	return nil
+}
+
+// logins gives each node its stored BMC login (opened from its sealed form)
+// or the default, and the certificate pinned for its BMC.
+func logins(db *store.DB, box *secrets.Box, def edge.Login) edge.Credentials {
+	return func(ctx context.Context, n model.Node) (edge.Login, error) {
+		l := def
+		stored, err := db.BMCLogin(ctx, n.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return l, nil
+		case err != nil:
+			return l, err
+		}
+		l.CertSHA256 = stored.CertSHA256
+		if stored.PasswordSealed != "" {
+			pw, err := box.Open(stored.PasswordSealed, n.Name)
+			if err != nil {
+				return l, fmt.Errorf("stored BMC password of %s: %w; set it again with PUT /api/v1/nodes/%s/bmc-credentials", n.Name, err, n.Name)
+			}
+			l.Username, l.Password = stored.Username, pw
+		}
+		return l, nil
+	}
 }

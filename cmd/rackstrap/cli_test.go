@@ -19,6 +19,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/secrets"
 	"github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/test/pgtest"
 )
@@ -62,6 +63,8 @@ func apiServer(t *testing.T) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	box, _ := secrets.New(make([]byte, 32))
+	srv.SetSecrets(box)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(func() { ts.Close(); db.Close() })
 	return ts.URL, dir

@@ -66,7 +66,8 @@ lock accounts after a few failures):
 --manifest compares what was found with a rack manifest: matched, mismatched
 (another machine in the slot), missing and unexpected BMCs. --enroll declares
 every BMC whose credentials work as a node on the controller (--server),
-named after its manifest slot when there is one.`,
+named after its manifest slot when there is one, and stores the login that
+worked with it (sealed at rest, never shown again).`,
 		Example: `  rackstrap discover --cidr 10.0.12.0/24 --credentials bmc-logins.yaml
   rackstrap discover --cidr 10.0.12.0/24 --credentials bmc-logins.yaml --manifest rack-r12.yaml --enroll`,
 		Args: cobra.NoArgs,
@@ -238,6 +239,10 @@ func enrollFound(ctx context.Context, server string, f discover.Found, d *discov
 	d.Node, d.Result = got.Name, "unchanged"
 	if created {
 		d.Result = "created"
+	}
+	// The login that worked is stored with the node, sealed at rest.
+	if err := c.SetBMCCredentials(ctx, got.Name, f.Endpoint.Username, f.Endpoint.Password); err != nil {
+		return fmt.Errorf("store the BMC login of %s: %w", got.Name, err)
 	}
 	return nil
 }

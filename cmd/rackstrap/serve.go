@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackstrap/rackstrap/controller"
+	"github.com/rackstrap/rackstrap/controller/edge"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/simedge"
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
@@ -161,7 +162,7 @@ func (f *serveFlags) realConfig(cfg *controller.Config) error {
 	}
 	cfg.Boot = boot
 	cfg.Edge = &controller.EdgeConfig{
-		Credentials:  func(model.Node) (string, string, error) { return user, password, nil },
+		Login:        edge.Login{Username: user, Password: password},
 		Image:        f.image,
 		UEFI:         f.uefi,
 		ProfileFiles: f.profileFiles,

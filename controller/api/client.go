@@ -178,3 +178,9 @@ func (c *Client) Audit(ctx context.Context, node string, after int64, limit int)
 	var out []model.AuditEntry
 	return out, c.do(ctx, "GET", "/api/v1/audit?"+q.Encode(), nil, &out)
 }
+
+// SetBMCCredentials stores a node's BMC login (sealed at rest, never read
+// back).
+func (c *Client) SetBMCCredentials(ctx context.Context, node, username, password string) error {
+	return c.do(ctx, "PUT", "/api/v1/nodes/"+url.PathEscape(node)+"/bmc-credentials", BMCCredentials{Username: username, Password: password}, nil)
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/secrets"
 	"github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
@@ -41,7 +42,11 @@ type Server struct {
 	gather  prometheus.Gatherer
 	started time.Time
 	mux     *http.ServeMux
+	secrets *secrets.Box
 }
+
+// SetSecrets enables storing BMC logins (sealed with box).
+func (s *Server) SetSecrets(box *secrets.Box) { s.secrets = box }
 
 // route is one API endpoint. The table is the single list the mux is built
 // from, and the test checks it against openapi.json both ways.
@@ -59,6 +64,7 @@ var routes = []route{
 	{"GET", "/api/v1/nodes/{name}", (*Server).getNode},
 	{"GET", "/api/v1/nodes/{name}/timeline", (*Server).timeline},
 	{"POST", "/api/v1/nodes/{name}/actions", (*Server).act},
+	{"PUT", "/api/v1/nodes/{name}/bmc-credentials", (*Server).setBMCCredentials},
 	{"GET", "/api/v1/racks", (*Server).listRacks},
 	{"GET", "/api/v1/racks/{rack}", (*Server).getRack},
 	{"GET", "/api/v1/audit", (*Server).listAudit},
@@ -538,4 +544,37 @@ func (s *Server) taskResult(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]bool{"recorded": true})
+}
+
+// BMCCredentials is the body of PUT /api/v1/nodes/{name}/bmc-credentials.
+// The password is sealed before it is stored and is never returned.
+type BMCCredentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (s *Server) setBMCCredentials(w http.ResponseWriter, r *http.Request) error {
+	if s.secrets == nil {
+		return &httpError{http.StatusServiceUnavailable, Error{"no_secrets", "this controller cannot store BMC passwords", "start it with a secret key (rackstrap serve makes one in the data dir)"}}
+	}
+	var in BMCCredentials
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.Username == "" || in.Password == "" {
+		return badRequest("username and password are required", "")
+	}
+	name := r.PathValue("name")
+	if _, err := s.db.GetNode(r.Context(), name); err != nil {
+		return err
+	}
+	sealed, err := s.secrets.Seal(in.Password, name)
+	if err != nil {
+		return err
+	}
+	if err := s.db.SetBMCLogin(r.Context(), name, in.Username, sealed, actorOf(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

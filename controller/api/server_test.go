@@ -17,6 +17,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/secrets"
 	"github.com/rackstrap/rackstrap/controller/store"
 )
 
@@ -53,6 +54,11 @@ func newServer(t testing.TB) (*Server, *store.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	box, err := secrets.New(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetSecrets(box)
 	t.Cleanup(func() { db.Close() })
 	return s, db
 }
@@ -95,7 +101,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	// Every documented operation answers (not the catch-all 404, not 405).
 	fill := strings.NewReplacer("{name}", "n1", "{rack}", "r1", "{id}", "1")
-	body := map[string]string{"/api/v1/nodes": `{"name":"n2"}`, "/api/v1/nodes/{name}/actions": `{"action":"provision"}`}
+	body := map[string]string{"/api/v1/nodes": `{"name":"n2"}`, "/api/v1/nodes/{name}/actions": `{"action":"provision"}`,
+		"/api/v1/nodes/{name}/bmc-credentials": `{"username":"admin","password":"x"}`}
 	for _, d := range documented {
 		method, path, _ := strings.Cut(d, " ")
 		req, _ := http.NewRequest(method, ts.URL+fill.Replace(path), strings.NewReader(body[path]))
@@ -310,5 +317,32 @@ func TestAgentTasks(t *testing.T) {
 	other, _ := db.GetTask(ctx, "n2/image/1")
 	if got.Status != store.TaskDone || string(got.Result) != `{"sha256":"ab"}` || other.Status != store.TaskPending {
 		t.Errorf("tasks after report: mine %+v, other %+v", got, other)
+	}
+}
+
+func TestBMCCredentialsAreSealedAndNeverReturned(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	ctx := context.Background()
+	db.CreateNode(ctx, model.Node{Name: "n1"}, "test")
+	c, _ := NewClient(ts.URL)
+	const secret = "Planted-Password-91c2"
+	if err := c.SetBMCCredentials(ctx, "n1", "root", secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetBMCCredentials(ctx, "ghost", "root", secret); err == nil {
+		t.Error("credentials for an unknown node were accepted")
+	}
+	l, err := db.BMCLogin(ctx, "n1")
+	if err != nil || l.Username != "root" || strings.Contains(l.PasswordSealed, secret) || l.PasswordSealed == "" {
+		t.Fatalf("stored login = %+v, %v; want the password sealed", l, err)
+	}
+	for _, path := range []string{"/api/v1/nodes", "/api/v1/nodes/n1", "/api/v1/audit"} {
+		resp, _ := http.Get(ts.URL + path)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), secret) {
+			t.Errorf("GET %s reveals the password", path)
+		}
 	}
 }

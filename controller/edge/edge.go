@@ -21,8 +21,21 @@ import (
 	"github.com/rackstrap/rackstrap/hwprofiles/validate"
 )
 
+// Login is how to log in to a node's BMC, and the certificate it must show
+// (empty: trust on first use, and pin what it shows).
+type Login struct {
+	Username, Password string
+	CertSHA256         string
+}
+
 // Credentials returns the BMC login for a node.
-type Credentials func(n model.Node) (username, password string, err error)
+type Credentials func(ctx context.Context, n model.Node) (Login, error)
+
+// Cluster hands nodes to the site's scheduler and takes them back.
+type Cluster interface {
+	HandOff(ctx context.Context, n model.Node, inv *inventory.Inventory, key string) error
+	Release(ctx context.Context, n model.Node, reason, key string) error
+}
 
 // Image is the OS image the agent writes, as served from the artifact store.
 type Image struct {
@@ -45,6 +58,11 @@ type Config struct {
 	Poll time.Duration
 	// FirstBootTTL bounds the first-boot token written with the image.
 	FirstBootTTL time.Duration
+	// PinCert records the certificate a BMC presented at enrolment (trust on
+	// first use); nil pins nothing.
+	PinCert func(ctx context.Context, node, sha256 string) error
+	// Cluster receives handed-off nodes; nil: hand-off is refused.
+	Cluster Cluster
 }
 
 // Edge implements lifecycle.Edge on real hardware.
@@ -91,26 +109,31 @@ func classed(class model.FailureClass, format string, args ...any) error {
 	return &classError{class, fmt.Errorf(format, args...)}
 }
 
-func (e *Edge) endpoint(n model.Node) (bmc.Endpoint, error) {
+func (e *Edge) endpoint(ctx context.Context, n model.Node) (bmc.Endpoint, error) {
 	if n.Identity.BMC == "" {
 		return bmc.Endpoint{}, classed(model.ClassBMCUnreachable, "node %s has no BMC address: add it to the rack manifest or run 'rackstrap discover'", n.Name)
 	}
-	user, pass, err := e.cfg.Credentials(n)
+	l, err := e.cfg.Credentials(ctx, n)
 	if err != nil {
 		return bmc.Endpoint{}, &classError{model.ClassBMCAuth, err}
 	}
-	return bmc.Endpoint{Address: n.Identity.BMC, Username: user, Password: pass}, nil
+	return bmc.Endpoint{Address: n.Identity.BMC, Username: l.Username, Password: l.Password, CertSHA256: l.CertSHA256}, nil
 }
 
 // Enroll reads the machine's identity and host MACs from its BMC.
 func (e *Edge) Enroll(ctx context.Context, n model.Node) (model.Identity, error) {
-	ep, err := e.endpoint(n)
+	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return model.Identity{}, err
 	}
 	id, err := e.cfg.BMC.Identify(ctx, ep)
 	if err != nil {
 		return model.Identity{}, err
+	}
+	if ep.CertSHA256 == "" && e.cfg.PinCert != nil {
+		if err := e.cfg.PinCert(ctx, n.Name, id.CertSHA256); err != nil {
+			return model.Identity{}, err
+		}
 	}
 	inv, err := e.cfg.BMC.Inventory(ctx, ep)
 	if err != nil {
@@ -129,7 +152,7 @@ func (e *Edge) Enroll(ctx context.Context, n model.Node) (model.Identity, error)
 
 // SetBoot sets the one-time boot override (query-before-act in bmc/).
 func (e *Edge) SetBoot(ctx context.Context, n model.Node, dev lifecycle.BootDevice, key string) error {
-	ep, err := e.endpoint(n)
+	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -148,7 +171,7 @@ func (e *Edge) SetBoot(ctx context.Context, n model.Node, dev lifecycle.BootDevi
 // to have booted; if that guess is wrong the check-in never comes, the wait
 // times out, and the retry (a new key) cycles it.
 func (e *Edge) Boot(ctx context.Context, n model.Node, key string) error {
-	ep, err := e.endpoint(n)
+	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -172,7 +195,7 @@ func (e *Edge) Boot(ctx context.Context, n model.Node, key string) error {
 
 // PowerOff turns the machine off.
 func (e *Edge) PowerOff(ctx context.Context, n model.Node, key string) error {
-	ep, err := e.endpoint(n)
+	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -222,7 +245,7 @@ func (e *Edge) Inspect(ctx context.Context, n model.Node) (json.RawMessage, erro
 	if err != nil {
 		return nil, classed(model.ClassInspectFailed, "%s: the agent's inventory is not valid: %v", n.Name, err)
 	}
-	ep, err := e.endpoint(n)
+	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return nil, err
 	}
@@ -343,10 +366,24 @@ func (e *Edge) waitTask(ctx context.Context, key string) (store.Task, error) {
 	}
 }
 
-// HandOff needs a cluster integration (cluster/), which this build lacks.
+// HandOff registers the node with the site's cluster, with the hardware
+// facts validation verified.
 func (e *Edge) HandOff(ctx context.Context, n model.Node, key string) error {
-	return classed(model.ClassHandOffFailed, "%s: no cluster is configured for hand-off: provision to Ready instead, or configure Slurm/Kubernetes", n.Name)
+	if e.cfg.Cluster == nil {
+		return classed(model.ClassHandOffFailed, "%s: no cluster is configured for hand-off: provision to Ready instead, or configure one (--slurm-conf)", n.Name)
+	}
+	inv, err := inventory.Parse(n.Inventory)
+	if err != nil {
+		return classed(model.ClassHandOffFailed, "%s: no verified inventory to hand off: %v; re-run inspection (revalidate)", n.Name, err)
+	}
+	return e.cfg.Cluster.HandOff(ctx, n, inv, key)
 }
 
-// Release has nothing to release without a cluster integration.
-func (e *Edge) Release(ctx context.Context, n model.Node, key string) error { return nil }
+// Release drains the node in the cluster and removes it (nothing to do
+// without a cluster).
+func (e *Edge) Release(ctx context.Context, n model.Node, key string) error {
+	if e.cfg.Cluster == nil {
+		return nil
+	}
+	return e.cfg.Cluster.Release(ctx, n, "rackstrap: decommissioned", key)
+}

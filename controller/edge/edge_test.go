@@ -37,7 +37,9 @@ func setup(t *testing.T) (*store.DB, *redfishsim.BMC, func() *Edge) {
 	// Each call is a fresh controller: nothing remembered in memory.
 	newEdge := func() *Edge {
 		e, err := New(Config{BMC: bmc.New(bmc.Config{}), Catalog: cat,
-			Credentials: func(model.Node) (string, string, error) { return "admin", "password", nil }}, db, log)
+			Credentials: func(context.Context, model.Node) (Login, error) {
+				return Login{Username: "admin", Password: "password"}, nil
+			}}, db, log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,4 +113,59 @@ func TestErrorsAreClassified(t *testing.T) {
 		t.Errorf("HandOff without a cluster = %v", err)
 	}
 	_ = db
+}
+
+// A BMC that presents another certificate than the one pinned at enrolment
+// stops work on that node with a clear error.
+func TestChangedCertificateStopsWork(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{RelaxedSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fleet, err := redfishsim.Start(redfishsim.Config{}, redfishsim.SampleNode(8)) // HTTPS
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Close()
+	cat, _ := profile.Bundled()
+	ctx := context.Background()
+	n := model.Node{Name: "n8", Identity: model.Identity{BMC: fleet.BMCs()[0].Endpoint()}}
+	db.CreateNode(ctx, n, "test")
+	logins := func(ctx context.Context, n model.Node) (Login, error) {
+		l := Login{Username: "admin", Password: "password"}
+		if stored, err := db.BMCLogin(ctx, n.Name); err == nil {
+			l.CertSHA256 = stored.CertSHA256
+		}
+		return l, nil
+	}
+	e, err := New(Config{BMC: bmc.New(bmc.Config{}), Catalog: cat, Credentials: logins,
+		PinCert: func(ctx context.Context, node, sha string) error { return db.PinBMCCert(ctx, node, sha, "test") }},
+		db, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Enroll(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := db.BMCLogin(ctx, "n8")
+	if len(l.CertSHA256) != 64 {
+		t.Fatalf("no certificate pinned at first contact: %+v", l)
+	}
+	if _, err := e.Enroll(ctx, n); err != nil {
+		t.Errorf("second contact with the pinned certificate: %v", err)
+	}
+	// The BMC is swapped (or spoofed): its certificate no longer matches.
+	other, err := redfishsim.Start(redfishsim.Config{}, redfishsim.SampleNode(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	n.Identity.BMC = other.BMCs()[0].Endpoint()
+	_, err = e.Enroll(ctx, n)
+	var c lifecycle.Classified
+	if !errors.As(err, &c) || c.FailureClass() != "bmc-cert-changed" {
+		t.Errorf("Enroll against another certificate = %v; want class bmc-cert-changed", err)
+	}
 }

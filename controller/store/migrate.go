@@ -118,6 +118,15 @@ var migrations = []string{
 		updated BIGINT NOT NULL
 	);
 	CREATE INDEX leases_mac ON leases(mac);`,
+	// 6: per-node BMC logins (password sealed by controller/secrets) and
+	// the pinned BMC certificate.
+	`CREATE TABLE bmc_credentials (
+		node TEXT PRIMARY KEY REFERENCES nodes(name),
+		username TEXT NOT NULL DEFAULT '',
+		password_sealed TEXT NOT NULL DEFAULT '',
+		cert_sha256 TEXT NOT NULL DEFAULT '',
+		updated_at BIGINT NOT NULL
+	);`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

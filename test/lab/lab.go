@@ -22,6 +22,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
 	"github.com/rackstrap/rackstrap/controller"
+	"github.com/rackstrap/rackstrap/controller/edge"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/images/build"
 	"github.com/rackstrap/rackstrap/images/spec"
@@ -172,8 +173,8 @@ func Prepare(cfg Config) (*Lab, error) {
 		Cmdline:     []string{"console=ttyS0"},
 	}
 	l.Edge = &controller.EdgeConfig{
-		Credentials: func(model.Node) (string, string, error) { return "admin", cfg.Password, nil },
-		Image:       "os.img",
+		Login: edge.Login{Username: "admin", Password: cfg.Password},
+		Image: "os.img",
 	}
 	return l, nil
 }

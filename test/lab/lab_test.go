@@ -104,6 +104,9 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 	if n3.FailureClass != model.ClassImageVerifyFailed {
 		t.Errorf("corrupt-image node failed with %s (%s), want image-verify-failed", n3.FailureClass, n3.FailureMsg)
 	}
+	if l, err := ctl.Store.BMCLogin(ctx, "t1-n01"); err != nil || len(l.CertSHA256) != 64 {
+		t.Errorf("n01's BMC certificate was not pinned at enrolment: %+v, %v", l, err)
+	}
 	n4, _ := ctl.Store.GetNode(ctx, "t1-n04")
 	if n4.Identity.Rack != "t1" || n4.Identity.Slot != 4 {
 		t.Errorf("n04's position learned from option 82 = %s/%d, want t1/4", n4.Identity.Rack, n4.Identity.Slot)
