@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rackstrap/rackstrap/cluster/slurm"
 	"github.com/rackstrap/rackstrap/controller/edge"
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
 	boothttp "github.com/rackstrap/rackstrap/pxe/http"
@@ -39,8 +40,8 @@ type EdgeConfig struct {
 	// Login is the BMC login of nodes that have none stored (stored logins
 	// come from 'rackstrap discover --enroll' or the API, sealed at rest).
 	Login edge.Login
-	// Cluster receives handed-off nodes (nil: hand-off is refused).
-	Cluster edge.Cluster
+	// Slurm, when set, receives handed-off nodes (nil: hand-off is refused).
+	Slurm *slurm.Config
 	// Image is the OS image file under Boot.ArtifactDir.
 	Image string
 	UEFI  bool

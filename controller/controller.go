@@ -216,9 +216,15 @@ func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg 
 		return nil, nil, err
 	}
 	audit := newBMCAudit(db, log)
+	var cluster edge.Cluster
+	if ec.Slurm != nil {
+		if cluster, err = NewSlurmHandOff(*ec.Slurm, db, log); err != nil {
+			return nil, nil, err
+		}
+	}
 	hw, err := edge.New(edge.Config{
 		BMC: bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record}), Credentials: logins(db, box, ec.Login), Catalog: catalog,
-		Image: img, Server: agentURL, UEFI: ec.UEFI, Cluster: ec.Cluster,
+		Image: img, Server: agentURL, UEFI: ec.UEFI, Cluster: cluster,
 		PinCert: func(ctx context.Context, node, sha string) error { return db.PinBMCCert(ctx, node, sha, "controller") },
 	}, db, log)
 	if err != nil {

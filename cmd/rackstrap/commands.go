@@ -19,6 +19,7 @@ func commands(g *globals) []*cobra.Command {
 		newValidateCmd(g),
 		newReportCmd(g),
 		newImageCmd(g),
+		newFirmwareCmd(g),
 		newSimulateCmd(g),
 		newVersionCmd(g),
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rackstrap/rackstrap/cluster/slurm"
 	"github.com/rackstrap/rackstrap/controller"
 	"github.com/rackstrap/rackstrap/controller/edge"
 	"github.com/rackstrap/rackstrap/controller/model"
@@ -44,6 +45,7 @@ type serveFlags struct {
 	dhcpRouter                       string
 	dhcpRelayPort                    uint16
 	profileFiles                     []string
+	slurmConf, slurmPartition        string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
@@ -81,6 +83,8 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringVar(&f.dhcpRange, "dhcp-range", "", "real machines: leased addresses `FIRST-LAST`, e.g. 10.0.0.100-10.0.0.200")
 	fl.StringVar(&f.dhcpRouter, "dhcp-router", "", "real machines: default gateway handed out (option 3)")
 	fl.Uint16Var(&f.dhcpRelayPort, "dhcp-relay-port", 67, "real machines: UDP port replies to DHCP relays go to")
+	fl.StringVar(&f.slurmConf, "slurm-conf", "", "hand nodes off to the Slurm cluster of this slurm.conf `FILE` (scontrol on PATH; dynamic nodes)")
+	fl.StringVar(&f.slurmPartition, "slurm-partition", "", "Slurm partition handed-off nodes join (prefer Nodes=ALL or a NodeSet by feature)")
 	fl.StringSliceVar(&f.profileFiles, "profile", nil, "site hardware profile `FILE`s added to the bundled ones (repeatable)")
 }
 
@@ -161,7 +165,12 @@ func (f *serveFlags) realConfig(cfg *controller.Config) error {
 		agent = "http://" + net.JoinHostPort(u.Hostname(), port)
 	}
 	cfg.Boot = boot
+	var sl *slurm.Config
+	if f.slurmConf != "" {
+		sl = &slurm.Config{Conf: f.slurmConf, Partition: f.slurmPartition, Features: []string{"rackstrap"}}
+	}
 	cfg.Edge = &controller.EdgeConfig{
+		Slurm:        sl,
 		Login:        edge.Login{Username: user, Password: password},
 		Image:        f.image,
 		UEFI:         f.uefi,

@@ -138,9 +138,9 @@ func (e *Engine) Serve(ctx context.Context) error {
 }
 
 // active are the states that may have work; Failed and Quarantined wait for
-// an operator.
+// an operator (whose action moves them).
 var active = []model.State{model.Discovered, model.Enrolled, model.Inspecting, model.Validated, model.Imaging,
-	model.FirstBoot, model.BurnIn, model.Ready, model.Decommissioning}
+	model.FirstBoot, model.BurnIn, model.Ready, model.HandedOff, model.Decommissioning}
 
 func (e *Engine) dispatch(ctx context.Context, wg *sync.WaitGroup) error {
 	nodes, err := e.db.ListNodes(ctx, store.NodeFilter{States: active})
