@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"sort"
@@ -19,8 +20,10 @@ import (
 
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/checkin"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/collect"
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/firstboot"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/gpu"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/lldp"
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/tasks"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
 
@@ -30,6 +33,11 @@ type deps struct {
 	probeGPUs  func() gpu.Result
 	minBackoff time.Duration
 	maxBackoff time.Duration
+	// taskMinPoll and taskMaxPoll bound the task poll interval (defaults 1s
+	// and 10s); retryWait is the first wait before an image download is
+	// resumed (default 1s).
+	taskMinPoll, taskMaxPoll time.Duration
+	retryWait                time.Duration
 }
 
 func defaultDeps() *deps {
@@ -39,11 +47,11 @@ func defaultDeps() *deps {
 func newRootCmd(d *deps) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "rackstrap-agent",
-		Short:         "Rackstrap's in-band agent: hardware inventory and check-in",
+		Short:         "Rackstrap's in-band agent: hardware inventory, check-in, imaging and burn-in",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInventoryCmd(d), newCheckinCmd(d), newRunCmd(d), newVersionCmd())
+	root.AddCommand(newInventoryCmd(d), newCheckinCmd(d), newRunCmd(d), newFirstbootCmd(d), newVersionCmd())
 	return root
 }
 
@@ -192,13 +200,13 @@ func (f *checkinFlags) register(cmd *cobra.Command) {
 
 // doCheckin collects and checks in, retrying until accepted, a final
 // refusal, or the deadline.
-func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config, phase checkin.Phase, stdout, stderr io.Writer) error {
+func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config, phase checkin.Phase, stdout, stderr io.Writer) (checkin.Response, *checkin.Client, error) {
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	cfg.RequestTimeout = f.timeout
 	cfg.MinBackoff, cfg.MaxBackoff = d.minBackoff, d.maxBackoff
 	client, err := checkin.New(cfg)
 	if err != nil {
-		return err
+		return checkin.Response{}, nil, err
 	}
 	inv, notes := gather(ctx, d, f.sysRoot, f.lldpWait)
 	printNotes(stderr, notes)
@@ -212,10 +220,10 @@ func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config
 		resp, _, err = client.Run(ctx, req)
 	}
 	if err != nil {
-		return err
+		return resp, nil, err
 	}
 	fmt.Fprintf(stdout, "checked in as node %s (%s, %s)\n", resp.Node, phase, client.Endpoint())
-	return nil
+	return resp, client, nil
 }
 
 func newCheckinCmd(d *deps) *cobra.Command {
@@ -244,7 +252,8 @@ func newCheckinCmd(d *deps) *cobra.Command {
 				tok = strings.TrimSpace(string(b))
 			}
 			cfg := checkin.Config{Server: server, Token: tok, CAFile: ca}
-			return doCheckin(cmd.Context(), d, &f, cfg, ph, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			_, _, err = doCheckin(cmd.Context(), d, &f, cfg, ph, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return err
 		},
 	}
 	f.register(cmd)
@@ -260,11 +269,15 @@ func newCheckinCmd(d *deps) *cobra.Command {
 
 func newRunCmd(d *deps) *cobra.Command {
 	var f checkinFlags
+	var tf taskFlags
 	var cmdlinePath string
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Check in with the settings on the kernel command line (rackstrap.server=, rackstrap.token=, rackstrap.phase=, rackstrap.ca=)",
-		Args:  cobra.NoArgs,
+		Short: "Check in with the settings on the kernel command line, then run the controller's tasks (image, burn-in)",
+		Long: "Check in with the settings on the kernel command line (rackstrap.server=, rackstrap.token=,\n" +
+			"rackstrap.phase=, rackstrap.ca=, rackstrap.disk=), then poll the controller for the node's tasks and\n" +
+			"run them until --tasks-for passes (the controller reboots the machine when it is done with it).",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			data, err := os.ReadFile(cmdlinePath)
 			if err != nil {
@@ -278,11 +291,86 @@ func newRunCmd(d *deps) *cobra.Command {
 			if p.LLDPWait > 0 && !cmd.Flags().Changed("lldp-wait") {
 				f.lldpWait = p.LLDPWait
 			}
-			return doCheckin(cmd.Context(), d, &f, cfg, p.Phase, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if tf.disk == "" {
+				tf.disk = p.Disk
+			}
+			var caPEM []byte
+			if p.CAFile != "" {
+				if caPEM, err = os.ReadFile(p.CAFile); err != nil {
+					return fmt.Errorf("rackstrap.ca=: %w", err)
+				}
+			}
+			resp, client, err := doCheckin(cmd.Context(), d, &f, cfg, p.Phase, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if resp.Session == "" {
+				fmt.Fprintln(cmd.OutOrStdout(), "the controller gave no session: no tasks to fetch")
+				return nil
+			}
+			handlers := map[string]tasks.Handler{
+				"image":   imageHandler(d, &tf, f.sysRoot, client.HTTP(), caPEM, cmd.ErrOrStderr()),
+				"burn-in": burninHandler(d, &tf, f.sysRoot),
+			}
+			return runTasks(cmd.Context(), d, &tf, p.Server, resp.Session, client.HTTP(), handlers, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f.register(cmd)
+	tf.register(cmd, "/run/rackstrap-agent/tasks.json", 0)
+	cmd.Flags().StringVar(&tf.disk, "disk", "", "block device (or file) image tasks write to; default rackstrap.disk=, else the only non-removable disk that is not the boot medium")
+	cmd.Flags().StringVar(&tf.firstbootFile, "firstboot-file", "", "where the installed OS's first-boot record (server, first-boot token, CA) goes; default: the tail of the target disk, or TARGET.firstboot.json beside a target file")
 	cmd.Flags().StringVar(&cmdlinePath, "cmdline", "/proc/cmdline", "file holding the kernel command line")
+	return cmd
+}
+
+func newFirstbootCmd(d *deps) *cobra.Command {
+	var f checkinFlags
+	var tf taskFlags
+	var statePath string
+	cmd := &cobra.Command{
+		Use:   "firstboot",
+		Short: "On the installed OS's first boot: check in with the record the imaging left (--state), then run the controller's burn-in tasks",
+		Long: "Read the first-boot record (controller URL, one-time first-boot token, CA) that the netboot agent\n" +
+			"saved with the image, check in with phase firstboot, save the session in the record in place of\n" +
+			"the spent token, then run the controller's tasks (burn-in) until none comes for --idle-exit.\n" +
+			"Run again after a reboot, it carries on with the saved session.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rec, err := firstboot.Load(statePath)
+			if err != nil {
+				return err
+			}
+			var hc *http.Client
+			if rec.Session == "" {
+				cfg := checkin.Config{Server: rec.Server, Token: rec.Token, CAPEM: []byte(rec.CA)}
+				resp, client, err := doCheckin(cmd.Context(), d, &f, cfg, checkin.Firstboot, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				rec.Token, rec.Session, rec.Node, rec.CheckedInAt = "", resp.Session, resp.Node, time.Now().UTC()
+				if err := firstboot.Save(statePath, rec, 0); err != nil {
+					return fmt.Errorf("checked in as node %s, but could not save the session in the first-boot record: %w", resp.Node, err)
+				}
+				if resp.Session == "" {
+					fmt.Fprintln(cmd.OutOrStdout(), "the controller gave no session: no tasks to fetch")
+					return nil
+				}
+				hc = client.HTTP()
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "already checked in as node %s at %s; carrying on with its session\n", rec.Node, rec.CheckedInAt.Format(time.RFC3339))
+				if hc, err = checkin.HTTPClient([]byte(rec.CA)); err != nil {
+					return fmt.Errorf("first-boot record: CA: %w", err)
+				}
+			}
+			handlers := map[string]tasks.Handler{"burn-in": burninHandler(d, &tf, f.sysRoot)}
+			return runTasks(cmd.Context(), d, &tf, rec.Server, rec.Session, hc, handlers, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f.register(cmd)
+	tf.register(cmd, "/var/lib/rackstrap-agent/tasks.json", 5*time.Minute)
+	cmd.Flags().StringVar(&statePath, "state", "", "the first-boot record: a file, or the disk whose tail holds it (required)")
+	cmd.Flags().StringVar(&tf.disk, "disk", "", "device (or file) the disk burn-in check reads; default every whole disk")
+	_ = cmd.MarkFlagRequired("state")
 	return cmd
 }
 

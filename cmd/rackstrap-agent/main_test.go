@@ -20,12 +20,15 @@ import (
 	"github.com/rackstrap/rackstrap/hwprofiles/validate"
 )
 
-// testDeps stubs NVML with "no driver" and makes retries fast.
+// testDeps stubs NVML with "no driver" and makes retries and polls fast.
 func testDeps() *deps {
 	return &deps{
-		probeGPUs:  func() gpu.Result { return gpu.Result{Unavailable: gpu.NoDriver} },
-		minBackoff: time.Millisecond,
-		maxBackoff: 5 * time.Millisecond,
+		probeGPUs:   func() gpu.Result { return gpu.Result{Unavailable: gpu.NoDriver} },
+		minBackoff:  time.Millisecond,
+		maxBackoff:  5 * time.Millisecond,
+		taskMinPoll: 10 * time.Millisecond,
+		taskMaxPoll: 50 * time.Millisecond,
+		retryWait:   10 * time.Millisecond,
 	}
 }
 

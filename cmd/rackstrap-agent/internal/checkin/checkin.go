@@ -6,7 +6,8 @@
 //	Content-Type: application/json
 //	{"phase":"netboot"|"firstboot","agentVersion":"…","inventory":{…},"notes":["…"]}
 //
-// 200 {"node":"<name>","accepted":true} is success. Errors are
+// 200 {"node":"<name>","accepted":true,"session":"<token>"} is success;
+// the session token authorises the node's task requests (package tasks). Errors are
 // {"code":"…","message":"…","hint":"…"}: 401 (bad, used or expired token)
 // and 409 (wrong phase) and the other 4xx are final; 5xx, 429, 408 and
 // connection failures are retried with capped exponential backoff and
@@ -70,6 +71,10 @@ type Request struct {
 type Response struct {
 	Node     string `json:"node"`
 	Accepted bool   `json:"accepted"`
+	// Session authorises fetching and reporting the node's tasks
+	// (GET /api/v1/agent/task). A controller that hands out no tasks (or
+	// the checkintest stand-in) leaves it empty.
+	Session string `json:"session,omitempty"`
 }
 
 // APIError is a refusal the controller explained.
@@ -114,6 +119,9 @@ type Config struct {
 	// CAFile is a PEM bundle of the CAs that sign the controller's
 	// certificate; empty means the system roots.
 	CAFile string
+	// CAPEM is the same bundle's contents (the first-boot record carries
+	// it); it is used when CAFile is empty.
+	CAPEM []byte
 	// RequestTimeout bounds one attempt (default 30s).
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
@@ -166,24 +174,45 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.Proxy = nil // air-gapped: never a proxy from the environment
+		pem := cfg.CAPEM
 		if cfg.CAFile != "" {
-			pem, err := os.ReadFile(cfg.CAFile)
+			b, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("checkin: read CA bundle: %w", err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("checkin: CA bundle %s holds no PEM certificate", cfg.CAFile)
-			}
-			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			pem = b
 		}
-		hc = &http.Client{Transport: tr}
+		if hc, err = HTTPClient(pem); err != nil {
+			name := cfg.CAFile
+			if name == "" {
+				name = "(given inline)"
+			}
+			return nil, fmt.Errorf("checkin: CA bundle %s: %w", name, err)
+		}
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + Path
 	return &Client{cfg: cfg, endpoint: u.String(), http: hc}, nil
 }
+
+// HTTPClient builds the agent's HTTP client: never a proxy from the
+// environment (air-gapped), and, when caPEM is not empty, only the CAs in it
+// are trusted.
+func HTTPClient(caPEM []byte) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // air-gapped: never a proxy from the environment
+	if len(caPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("holds no PEM certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr}, nil
+}
+
+// HTTP is the client's HTTP client (its CA, no proxy), for the task API and
+// image downloads from the same controller.
+func (c *Client) HTTP() *http.Client { return c.http }
 
 // Endpoint is the URL the client posts to.
 func (c *Client) Endpoint() string { return c.endpoint }

@@ -12,7 +12,7 @@ import (
 // BootParams are the agent's settings from the kernel command line, as the
 // controller's iPXE script writes them:
 //
-//	rackstrap.server=https://10.0.0.1:8443 rackstrap.token=… rackstrap.phase=netboot [rackstrap.ca=/etc/rackstrap/ca.pem] [rackstrap.lldp=35s]
+//	rackstrap.server=https://10.0.0.1:8443 rackstrap.token=… rackstrap.phase=netboot [rackstrap.ca=/etc/rackstrap/ca.pem] [rackstrap.lldp=35s] [rackstrap.disk=/dev/nvme0n1]
 type BootParams struct {
 	Server string
 	Token  string
@@ -23,6 +23,10 @@ type BootParams struct {
 	// LLDPWait is how long to listen for LLDP neighbours before checking in
 	// (rackstrap.lldp=30s); 0 when not asked.
 	LLDPWait time.Duration
+	// Disk is the device image tasks write to (rackstrap.disk=/dev/nvme0n1,
+	// or a kernel name such as nvme0n1, made /dev/nvme0n1); "" lets the
+	// agent pick the only candidate disk.
+	Disk string
 }
 
 // ErrNoBootParams says the command line has none of the rackstrap.* keys:
@@ -43,7 +47,7 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 		return BootParams{}, fmt.Errorf("kernel command line is %d bytes, over %d: not a command line", len(cmdline), maxCmdline)
 	}
 	var p BootParams
-	var phase, lldpWait string
+	var phase, lldpWait, disk string
 	seen := false
 	for _, w := range splitCmdline(cmdline) {
 		if w == "--" {
@@ -64,6 +68,8 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 			p.CAFile, seen = v, true
 		case "rackstrap.lldp":
 			lldpWait = v
+		case "rackstrap.disk":
+			disk = v
 		}
 	}
 	if !seen {
@@ -97,6 +103,15 @@ func ParseCmdline(cmdline string) (BootParams, error) {
 		} else {
 			p.LLDPWait = d
 		}
+	}
+	switch {
+	case disk == "":
+	case strings.HasPrefix(disk, "/dev/") && !strings.Contains(disk, "/../"):
+		p.Disk = disk
+	case !strings.ContainsAny(disk, "/") && disk != "." && disk != "..":
+		p.Disk = "/dev/" + disk
+	default:
+		errs = append(errs, fmt.Errorf("rackstrap.disk=%q is neither a /dev/ path nor a kernel disk name such as nvme0n1", disk))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return BootParams{}, fmt.Errorf("kernel command line: %w; check the node's boot script on the controller", err)

@@ -24,6 +24,15 @@ func TestParseCmdline(t *testing.T) {
 			in:   `rackstrap.server="http://[fd00::1]:8080" "rackstrap.token=t0k" rackstrap.phase=firstboot rackstrap.ca=/etc/rackstrap/ca.pem rackstrap.lldp=35s`,
 			want: BootParams{Server: "http://[fd00::1]:8080", Token: "t0k", Phase: Firstboot, CAFile: "/etc/rackstrap/ca.pem", LLDPWait: 35 * time.Second},
 		},
+		"disk path": {
+			in:   "rackstrap.server=http://a rackstrap.token=t rackstrap.phase=netboot rackstrap.disk=/dev/disk/by-id/nvme-X",
+			want: BootParams{Server: "http://a", Token: "t", Phase: Netboot, Disk: "/dev/disk/by-id/nvme-X"},
+		},
+		"disk name": {
+			in:   "rackstrap.server=http://a rackstrap.token=t rackstrap.phase=netboot rackstrap.disk=nvme0n1",
+			want: BootParams{Server: "http://a", Token: "t", Phase: Netboot, Disk: "/dev/nvme0n1"},
+		},
+		"bad disk":      {in: "rackstrap.server=http://a rackstrap.token=t rackstrap.phase=netboot rackstrap.disk=/tmp/x", err: `rackstrap.disk="/tmp/x" is neither`},
 		"bad lldp wait": {in: "rackstrap.server=http://a rackstrap.token=t rackstrap.phase=netboot rackstrap.lldp=forever", err: `rackstrap.lldp="forever" is not a duration`},
 		"later wins": {
 			in:   "rackstrap.phase=netboot rackstrap.server=http://a rackstrap.token=one rackstrap.token=two rackstrap.phase=firstboot",

@@ -1,0 +1,302 @@
+// Package imaging runs the agent's "image" task: it streams the OS image
+// from the controller's URL to the target disk, verifying size and sha256
+// while writing (github.com/rackstrap/rackstrap/images/stream), then reads
+// back what is on the disk and hashes it.
+//
+// The disk becomes bootable only once the whole image is verified: the
+// first MiB (protective MBR and primary GPT) is held in memory and written
+// last, after the rest has been written and the whole stream's sha256
+// matched. Any failure after writing began zeroes the first MiB, so a
+// half-written or unverified disk is never booted (nor is the OS that was
+// on it before).
+package imaging
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/rackstrap/rackstrap/images/store"
+	"github.com/rackstrap/rackstrap/images/stream"
+)
+
+// Payload is an "image" task's payload (the controller's edge.ImageTask).
+type Payload struct {
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	// Server and FirstBootToken go onto the target for the installed OS's
+	// first-boot check-in (package firstboot).
+	Server         string `json:"server"`
+	FirstBootToken string `json:"firstBootToken"`
+}
+
+// Check validates a payload before anything is touched.
+func (p Payload) Check() error {
+	var errs []error
+	if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("url %q is not an http:// or https:// URL", p.URL))
+	}
+	if len(p.SHA256) != 64 || strings.ToLower(p.SHA256) != p.SHA256 || !isHex(p.SHA256) {
+		errs = append(errs, fmt.Errorf("sha256 %q is not 64 lower-case hex digits", p.SHA256))
+	}
+	if p.Size <= 0 {
+		errs = append(errs, fmt.Errorf("size %d is not positive", p.Size))
+	}
+	if p.Server == "" || p.FirstBootToken == "" {
+		errs = append(errs, errors.New("server or firstBootToken is empty: the installed OS could not check in"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("image task payload: %w", err)
+	}
+	return nil
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// Result is what the agent reports: the sha256 of the bytes read back from
+// the target after writing, and how many.
+type Result struct {
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// Report is a successful write's account.
+type Report struct {
+	Result
+	Target string
+	// Device says the target is a block device.
+	Device bool
+	// Written and AlreadyGood count bytes written and found correct on the
+	// target (resume).
+	Written, AlreadyGood int64
+	// Resumes counts the download's reconnections.
+	Resumes int
+	Elapsed time.Duration
+}
+
+// String is the task's message.
+func (r Report) String() string {
+	mib := float64(r.Bytes) / (1 << 20)
+	rate := mib / max(r.Elapsed.Seconds(), 1e-3)
+	s := fmt.Sprintf("wrote %.1f MiB to %s in %v (%.0f MiB/s), read it back: sha256 %s", mib, r.Target, r.Elapsed.Round(time.Millisecond), rate, r.SHA256)
+	if r.AlreadyGood > 0 {
+		s += fmt.Sprintf("; %.1f MiB were already on the disk (resumed)", float64(r.AlreadyGood)/(1<<20))
+	}
+	if r.Resumes > 0 {
+		s += fmt.Sprintf("; the download was resumed %d times", r.Resumes)
+	}
+	return s
+}
+
+// Options control a write.
+type Options struct {
+	// Target is the block device or file to write.
+	Target string
+	// HTTPClient downloads the image (default: no proxy, system roots).
+	HTTPClient *http.Client
+	// Resume re-reads each range on the target first and skips what is
+	// already right (a task run again after the agent restarted).
+	Resume bool
+	// Retries is how many attempts in a row without progress the download
+	// makes before it fails (default 8); RetryWait is the first wait
+	// between them (default 1s, growing); IdleTimeout is how long a
+	// connection may send nothing before it is dropped and resumed
+	// (default 60s).
+	Retries     int
+	RetryWait   time.Duration
+	IdleTimeout time.Duration
+	// ProgressEvery is how often progress is logged (default 5s).
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
+}
+
+// headSize is what is held back and written last: the protective MBR and
+// the primary GPT live in the first MiB of a GPT disk.
+const headSize = 1 << 20
+
+// readBuf is the read-back buffer.
+const readBuf = 8 << 20
+
+// Write streams the image to the target, verifies it, and reads it back.
+func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
+	start := time.Now()
+	if err := p.Check(); err != nil {
+		return rep, err
+	}
+	if o.Target == "" {
+		return rep, errors.New("no target disk")
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Transport: &http.Transport{Proxy: nil}}
+	}
+	if o.Retries <= 0 {
+		o.Retries = 8
+	}
+	if o.RetryWait <= 0 {
+		o.RetryWait = time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 60 * time.Second
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := o.Logger.With("target", o.Target)
+	rep.Target = o.Target
+
+	t, err := openTarget(o.Target)
+	if err != nil {
+		return rep, err
+	}
+	defer t.Close()
+	rep.Device = t.device
+	if t.capacity >= 0 && t.capacity < p.Size {
+		return rep, fmt.Errorf("disk too small: %s holds %d bytes (%s), the image is %d bytes (%s)",
+			o.Target, t.capacity, human(t.capacity), p.Size, human(p.Size))
+	}
+
+	src := &download{ctx: ctx, client: o.HTTPClient, url: p.URL, size: p.Size, retries: o.Retries, wait: o.RetryWait, idle: o.IdleTimeout, log: log}
+	defer src.Close()
+	// The first answer is awaited before the disk is touched: a URL that is
+	// wrong, or an image of another size, changes nothing.
+	if err := src.open(); err != nil {
+		if !errors.As(err, new(*permanentError)) && ctx.Err() == nil {
+			log.Warn("image download failed; retrying", "err", err)
+			if err := src.retry(err); err != nil {
+				return rep, err
+			}
+		} else {
+			return rep, err
+		}
+	}
+
+	head := &headCapture{r: src, buf: make([]byte, 0, min(headSize, p.Size))}
+	wrote := false
+	defer func() {
+		if err != nil && wrote {
+			if werr := wipeHead(t, min(headSize, p.Size)); werr != nil {
+				err = fmt.Errorf("%w; and zeroing the first MiB of %s failed too (do not boot it): %v", err, o.Target, werr)
+			} else {
+				err = fmt.Errorf("%w; the first MiB of %s was zeroed so that it does not boot", err, o.Target)
+			}
+		}
+	}()
+	art := &store.Artifact{Name: imageName(p.URL), Format: "raw", Size: p.Size, Digest: "sha256:" + p.SHA256}
+	lastLog := time.Now()
+	wrote = true
+	prog, err := stream.Write(ctx, t, head, art, stream.Options{
+		WriteZeros: t.device,
+		Resume:     o.Resume,
+		From:       int64(cap(head.buf)),
+		Progress: func(pr stream.Progress) {
+			if time.Since(lastLog) >= o.ProgressEvery {
+				lastLog = time.Now()
+				el := time.Since(start).Seconds()
+				log.Info("imaging", "read", pr.Read, "of", pr.Total, "percent", pr.Read*100/max(pr.Total, 1), "MiBps", int(float64(pr.Read)/(1<<20)/max(el, 1e-3)))
+			}
+		},
+	})
+	rep.Written, rep.AlreadyGood, rep.Resumes = prog.Written, prog.AlreadyGood, src.Resumes
+	if err != nil {
+		if errors.Is(err, stream.ErrCorrupt) {
+			return rep, fmt.Errorf("image verification failed: %w", err)
+		}
+		return rep, err
+	}
+	// Verified: now the head, which makes the disk bootable.
+	if len(head.buf) != cap(head.buf) {
+		return rep, fmt.Errorf("agent bug: held back %d bytes of the first MiB, want %d", len(head.buf), cap(head.buf))
+	}
+	if _, err := t.WriteAt(head.buf, 0); err != nil {
+		return rep, fmt.Errorf("write the first MiB of %s: %w", o.Target, err)
+	}
+	rep.Written += int64(len(head.buf))
+	if err := t.sync(); err != nil {
+		return rep, err
+	}
+	sum, n, err := hashBack(ctx, t, p.Size)
+	if err != nil {
+		return rep, fmt.Errorf("read back %s: %w", o.Target, err)
+	}
+	rep.SHA256, rep.Bytes = sum, n
+	if sum != p.SHA256 {
+		return rep, fmt.Errorf("read-back verification failed: %s reads back as sha256 %s, the image is %s (the disk did not keep what was written)", o.Target, sum, p.SHA256)
+	}
+	rep.Elapsed = time.Since(start)
+	log.Info("image written and verified", "bytes", n, "elapsed", rep.Elapsed, "resumes", rep.Resumes)
+	return rep, nil
+}
+
+// headCapture passes the stream through and keeps its first cap(buf) bytes.
+type headCapture struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (h *headCapture) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if room := cap(h.buf) - len(h.buf); room > 0 && n > 0 {
+		h.buf = append(h.buf, p[:min(n, room)]...)
+	}
+	return n, err
+}
+
+func wipeHead(t *target, n int64) error {
+	if _, err := t.WriteAt(make([]byte, n), 0); err != nil {
+		return err
+	}
+	return t.f.Sync()
+}
+
+// hashBack hashes the first size bytes of the target.
+func hashBack(ctx context.Context, t *target, size int64) (string, int64, error) {
+	h := sha256.New()
+	buf := make([]byte, readBuf)
+	var off int64
+	for off < size {
+		if err := ctx.Err(); err != nil {
+			return "", off, err
+		}
+		n, err := t.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		h.Write(buf[:n])
+		off += int64(n)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return hex.EncodeToString(h.Sum(nil)), off, fmt.Errorf("the target ends at byte %d of %d", off, size)
+			}
+			return "", off, err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), off, nil
+}
+
+func human(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+func imageName(u string) string {
+	if pu, err := url.Parse(u); err == nil {
+		if i := strings.LastIndex(pu.Path, "/"); i >= 0 && i < len(pu.Path)-1 {
+			return pu.Path[i+1:]
+		}
+	}
+	return "image"
+}
