@@ -102,13 +102,13 @@ func TestTailBlock(t *testing.T) {
 func TestBlockDevice(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for a loop device")
+		t.Fatal("this test needs root to make a loop device: run 'make test' as root")
 	}
 	backing := filepath.Join(t.TempDir(), "backing.img")
 	os.WriteFile(backing, make([]byte, 4<<20), 0o644)
 	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
 	if err != nil {
-		t.Skipf("no loop device here: losetup: %v", err)
+		t.Fatalf("losetup: %v; this test needs a loop device (util-linux's losetup and /dev/loop-control, from 'make test')", err)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
