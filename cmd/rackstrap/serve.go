@@ -51,7 +51,7 @@ type serveFlags struct {
 func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/rackstrap", "`DIR` for the embedded SQLite store and local state")
-	fl.StringVar(&f.database, "database", "", "PostgreSQL `URL` (postgres://user@host:port/db) instead of SQLite; several controllers can share it")
+	fl.StringVar(&f.database, "database", "", "PostgreSQL `URL` (postgres://user@host:port/db) instead of SQLite (one controller per database until rack leases exist)")
 	fl.StringVar(&f.apiListen, "api-listen", "127.0.0.1:8080", "`ADDR` (host:port) of the REST API, /metrics and /healthz")
 	fl.StringVar(&f.logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
