@@ -35,15 +35,7 @@ func TestHandOffToSlurm(t *testing.T) {
 	defer cancel()
 	cfg := controller.Config{DataDir: filepath.Join(dir, "data"), APIListen: "127.0.0.1:0", Edge: l.Edge, Boot: l.Boot,
 		Engine: lifecycle.Config{MaxAttempts: 2, BackoffBase: 50 * time.Millisecond, Poll: 50 * time.Millisecond}}
-	ready := make(chan *controller.Controller, 1)
-	done := make(chan error, 1)
-	go func() { done <- controller.Run(ctx, cfg, log, func(c *controller.Controller) { ready <- c }) }()
-	var ctl *controller.Controller
-	select {
-	case ctl = <-ready:
-	case err := <-done:
-		t.Fatalf("controller: %v", err)
-	}
+	ctl, done := startController(ctx, t, cfg, log)
 	for _, n := range l.Nodes {
 		ctl.Store.CreateNode(ctx, n, "test")
 	}

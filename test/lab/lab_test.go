@@ -46,15 +46,7 @@ func TestRealEdgeDrivesASimulatedRack(t *testing.T) {
 	cfg := controller.Config{DataDir: filepath.Join(dir, "data"), APIListen: "127.0.0.1:0", Edge: l.Edge, Boot: l.Boot,
 		Engine: lifecycle.Config{MaxAttempts: 2, BackoffBase: 50 * time.Millisecond, Poll: 50 * time.Millisecond,
 			Deadlines: map[string]time.Duration{lifecycle.StepWaitNetboot: 90 * time.Second, lifecycle.StepWaitFirstBoot: 90 * time.Second}}}
-	ready := make(chan *controller.Controller, 1)
-	done := make(chan error, 1)
-	go func() { done <- controller.Run(ctx, cfg, log, func(c *controller.Controller) { ready <- c }) }()
-	var ctl *controller.Controller
-	select {
-	case ctl = <-ready:
-	case err := <-done:
-		t.Fatalf("controller: %v", err)
-	}
+	ctl, done := startController(ctx, t, cfg, log)
 	for _, n := range l.Nodes {
 		if n.Identity.Slot == 4 {
 			// Declared without a position: DHCP option 82 must teach it.
@@ -172,4 +164,19 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// startController runs a controller until ctx ends; done yields its error.
+func startController(ctx context.Context, t *testing.T, cfg controller.Config, log *slog.Logger) (*controller.Controller, chan error) {
+	t.Helper()
+	ready := make(chan *controller.Controller, 1)
+	done := make(chan error, 1)
+	go func() { done <- controller.Run(ctx, cfg, log, func(c *controller.Controller) { ready <- c }) }()
+	select {
+	case ctl := <-ready:
+		return ctl, done
+	case err := <-done:
+		t.Fatalf("controller: %v", err)
+		return nil, nil
+	}
 }
