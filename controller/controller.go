@@ -211,7 +211,12 @@ func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg 
 	if agentURL == "" {
 		agentURL = apiURL
 	}
-	img, err := describeImage(bc.ArtifactDir, ec.Image, bc.BootBase)
+	var img edge.Image
+	if ec.SignedImage != nil {
+		img, err = verifiedImage(*ec.SignedImage, bc.ArtifactDir, bc.BootBase)
+	} else {
+		img, err = describeImage(bc.ArtifactDir, ec.Image, bc.BootBase)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

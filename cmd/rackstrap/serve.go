@@ -20,6 +20,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/edge"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/simedge"
+	imgstore "github.com/rackstrap/rackstrap/images/store"
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
 )
 
@@ -46,6 +47,8 @@ type serveFlags struct {
 	dhcpRelayPort                    uint16
 	profileFiles                     []string
 	slurmConf, slurmPartition        string
+	imageStore                       string
+	trustedKeys                      []string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
@@ -68,7 +71,9 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringVar(&f.artifacts, "artifacts", "", "real machines: `DIR` of boot programs (undionly.kpxe, ipxe.efi), netboot kernel/initramfs and OS images")
 	fl.StringVar(&f.kernel, "kernel", "vmlinuz", "real machines: netboot kernel under --artifacts")
 	fl.StringVar(&f.initrd, "initrd", "initrd.img", "real machines: netboot initramfs (with rackstrap-agent) under --artifacts")
-	fl.StringVar(&f.image, "image", "", "real machines: OS image under --artifacts that the agent writes to disk")
+	fl.StringVar(&f.image, "image", "", "real machines: the OS image the agent writes: NAME:VERSION in --image-store (signed), or a file under --artifacts (unsigned: trials only)")
+	fl.StringVar(&f.imageStore, "image-store", "", "real machines: signed image store `DIR` ('rackstrap image import'); images not signed by a --trusted-key are refused")
+	fl.StringSliceVar(&f.trustedKeys, "trusted-key", nil, "real machines: public key `FILE` whose image signatures are trusted (repeatable)")
 	fl.StringVar(&f.bootListen, "boot-listen", "0.0.0.0:8081", "real machines: `ADDR` of the HTTP boot server (scripts, kernels, images)")
 	fl.StringVar(&f.bootURL, "boot-url", "", "real machines: the HTTP boot server's `URL` as nodes reach it, e.g. http://10.0.0.1:8081")
 	fl.StringVar(&f.tftpListen, "tftp-listen", "0.0.0.0:69", "real machines: `ADDR` of the TFTP server")
@@ -169,7 +174,23 @@ func (f *serveFlags) realConfig(cfg *controller.Config) error {
 	if f.slurmConf != "" {
 		sl = &slurm.Config{Conf: f.slurmConf, Partition: f.slurmPartition, Features: []string{"rackstrap"}}
 	}
+	var signed *controller.SignedImage
+	if f.imageStore != "" {
+		ref, err := imgstore.ParseRef(f.image)
+		if err != nil {
+			return fmt.Errorf("--image %q: %w; with --image-store give NAME:VERSION ('rackstrap image list' shows them)", f.image, err)
+		}
+		signed = &controller.SignedImage{StoreDir: f.imageStore, Name: ref.Name, Version: ref.Version}
+		for _, k := range f.trustedKeys {
+			pub, err := imgstore.LoadPublicKey(k)
+			if err != nil {
+				return fmt.Errorf("--trusted-key %s: %w", k, err)
+			}
+			signed.Trusted = append(signed.Trusted, pub)
+		}
+	}
 	cfg.Edge = &controller.EdgeConfig{
+		SignedImage:  signed,
 		Slurm:        sl,
 		Login:        edge.Login{Username: user, Password: password},
 		Image:        f.image,
@@ -229,8 +250,9 @@ Machines are driven either
     one-time token; nodes come from 'rackstrap apply rack.yaml'; or
   - simulated (--simulate N): N in-memory machines (--simulate 0: only those
     declared with 'rackstrap apply'), for trials and tests.`,
-		Example: `  rackstrap serve --data-dir /var/lib/rackstrap --artifacts /srv/rackstrap --image os.img \\
-      --boot-url http://10.0.0.1:8081 --bmc-password-file /etc/rackstrap/bmc.pass \\
+		Example: `  rackstrap serve --data-dir /var/lib/rackstrap --artifacts /srv/rackstrap \
+      --image-store /srv/rackstrap/images --image gpu-node:2026.11.1 --trusted-key /etc/rackstrap/signing.pub \
+      --boot-url http://10.0.0.1:8081 --bmc-password-file /etc/rackstrap/bmc.pass \
       --dhcp-subnet 10.0.0.0/24 --dhcp-range 10.0.0.100-10.0.0.200 --dhcp-interface eth1
   rackstrap serve --data-dir /tmp/rs --simulate 8
   rackstrap serve --database postgres://rackstrap@db:5432/rackstrap --simulate 50 --api-listen 0.0.0.0:8080`,

@@ -37,7 +37,8 @@ func TestServeRealMachines(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := runCtx(ctx, "serve", "--data-dir", filepath.Join(dir, "data"), "--api-listen", api,
-			"--artifacts", b.ArtifactDir, "--image", "os.img", "--boot-url", b.BootBase, "--boot-listen", b.HTTP.Addr.String(),
+			"--artifacts", b.ArtifactDir, "--image-store", rack.Edge.SignedImage.StoreDir, "--image", "lab-os:1.0.0", "--trusted-key", rack.TrustedKey(),
+			"--boot-url", b.BootBase, "--boot-listen", b.HTTP.Addr.String(),
 			"--tftp-listen", b.TFTP.Addr.String(), "--bmc-password-file", pw,
 			"--dhcp-listen", fmt.Sprintf("127.0.0.1:%d", b.DHCP.Port), "--dhcp-relay-port", fmt.Sprint(b.DHCP.RelayPort),
 			"--dhcp-subnet", sub.Prefix.String(), "--dhcp-range", sub.Pools[0].Start.String()+"-"+sub.Pools[0].End.String(),

@@ -9,7 +9,9 @@ package lab
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/images/build"
 	"github.com/rackstrap/rackstrap/images/spec"
+	imgstore "github.com/rackstrap/rackstrap/images/store"
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
 	boothttp "github.com/rackstrap/rackstrap/pxe/http"
 	"github.com/rackstrap/rackstrap/pxe/tftp"
@@ -115,7 +118,11 @@ func Prepare(cfg Config) (*Lab, error) {
 	// run on one machine.
 	relayAddr := netip.AddrFrom4([4]byte{127, 21 + byte(relayPort>>8)%64, byte(relayPort), 1})
 	l.relay = netip.AddrPortFrom(relayAddr, relayPort)
-	if err := writeArtifacts(cfg.Dir, cfg.ImageSize); err != nil {
+	if err := writeArtifacts(cfg.Dir); err != nil {
+		return nil, err
+	}
+	signed, err := signedOSImage(cfg.Dir+".images", cfg.ImageSize)
+	if err != nil {
 		return nil, err
 	}
 
@@ -173,8 +180,8 @@ func Prepare(cfg Config) (*Lab, error) {
 		Cmdline:     []string{"console=ttyS0"},
 	}
 	l.Edge = &controller.EdgeConfig{
-		Login: edge.Login{Username: "admin", Password: cfg.Password},
-		Image: "os.img",
+		Login:       edge.Login{Username: "admin", Password: cfg.Password},
+		SignedImage: signed,
 	}
 	return l, nil
 }
@@ -182,6 +189,9 @@ func Prepare(cfg Config) (*Lab, error) {
 // BMCNetwork is the prefix the rack's BMCs answer in, and their HTTPS port:
 // what a technician would scan with 'rackstrap discover'.
 func (l *Lab) BMCNetwork() (netip.Prefix, uint16) { return l.bmcNet, l.BMCs.Port() }
+
+// TrustedKey is the public key file the lab's OS image is signed with.
+func (l *Lab) TrustedKey() string { return l.Edge.SignedImage.StoreDir + ".keys/lab.pub" }
 
 // Start attaches the simulated hosts: from now on a BMC power-on makes its
 // host boot.
@@ -254,11 +264,11 @@ func hostAddr(a netip.Addr, host byte) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
-// writeArtifacts puts the boot programs, netboot kernel/initramfs and OS
-// image in dir. Where Debian's ipxe package is installed, its real iPXE
-// binaries are served; otherwise (and for the kernel, initramfs and image,
-// which the simulated hosts only download and hash) labelled stand-ins.
-func writeArtifacts(dir string, imageSize int64) error {
+// writeArtifacts puts the boot programs and the netboot kernel/initramfs in
+// dir. Where Debian's ipxe package is installed, its real iPXE binaries are
+// served; otherwise labelled stand-ins (the simulated hosts only download
+// and hash them).
+func writeArtifacts(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("lab: artifacts: %w", err)
 	}
@@ -274,15 +284,55 @@ func writeArtifacts(dir string, imageSize int64) error {
 	if err := buildNetboot(dir); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "os.img"))
+	return nil
+}
+
+// signedOSImage puts the OS image in a signed image store, as a site
+// imports a built image from a signed bundle: the controller refuses it
+// unless the manifest verifies with a key it trusts.
+func signedOSImage(storeDir string, size int64) (*controller.SignedImage, error) {
+	src := storeDir + ".src"
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: OS image: %w", err)
+	}
+	defer os.RemoveAll(src)
+	path := filepath.Join(src, "lab-os.raw")
+	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("lab: artifacts: %w", err)
+		return nil, fmt.Errorf("lab: OS image: %w", err)
 	}
-	defer f.Close()
-	if _, err := io.Copy(f, io.LimitReader(&counter{seed: []byte("RACKSTRAP LAB OS IMAGE")}, imageSize)); err != nil {
-		return fmt.Errorf("lab: artifacts: %w", err)
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(&counter{seed: []byte("RACKSTRAP LAB OS IMAGE")}, size)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab: OS image: %w", err)
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("lab: OS image: %w", err)
+	}
+	keyDir := storeDir + ".keys"
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		return nil, fmt.Errorf("lab: signing key: %w", err)
+	}
+	pub, err := imgstore.GenerateKey(filepath.Join(keyDir, "lab.key"), filepath.Join(keyDir, "lab.pub"))
+	if err != nil {
+		return nil, fmt.Errorf("lab: signing key: %w", err)
+	}
+	priv, err := imgstore.LoadPrivateKey(filepath.Join(keyDir, "lab.key"))
+	if err != nil {
+		return nil, fmt.Errorf("lab: signing key: %w", err)
+	}
+	st, err := imgstore.Open(storeDir)
+	if err != nil {
+		return nil, fmt.Errorf("lab: image store: %w", err)
+	}
+	spec := sha256.Sum256([]byte("lab-os 1.0.0"))
+	m := &imgstore.Manifest{SchemaVersion: imgstore.ManifestVersion, Name: "lab-os", Version: "1.0.0",
+		SpecDigest: "sha256:" + hex.EncodeToString(spec[:]), BuildTime: "2026-11-24T00:00:00Z", Builder: "rackstrap lab",
+		Artifacts: []imgstore.Artifact{{Name: "lab-os.raw", Format: "raw", Size: size, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}}}
+	if _, err := st.Import(m, map[string]string{"lab-os.raw": path}, priv); err != nil {
+		return nil, fmt.Errorf("lab: import the OS image: %w", err)
+	}
+	return &controller.SignedImage{StoreDir: storeDir, Name: "lab-os", Version: "1.0.0", Trusted: []ed25519.PublicKey{pub}}, nil
 }
 
 // netbootSpec is the lab's netboot image: a small root built by the image

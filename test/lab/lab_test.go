@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -178,5 +179,39 @@ func startController(ctx context.Context, t *testing.T, cfg controller.Config, l
 	case err := <-done:
 		t.Fatalf("controller: %v", err)
 		return nil, nil
+	}
+}
+
+// TestUnsignedImageIsRefused: a controller does not start imaging from an
+// image whose manifest is unsigned, or signed by a key it does not trust.
+func TestUnsignedImageIsRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := Prepare(Config{Rack: "u1", Nodes: 1, Dir: filepath.Join(dir, "artifacts"), ImageSize: 1 << 20, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	run := func(si *controller.SignedImage) error {
+		edgeCfg := *l.Edge
+		edgeCfg.SignedImage = si
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cfg := controller.Config{DataDir: filepath.Join(dir, "data"), APIListen: "127.0.0.1:0", Edge: &edgeCfg, Boot: l.Boot}
+		return controller.Run(ctx, cfg, log, func(*controller.Controller) { cancel() })
+	}
+	other, _, _ := ed25519.GenerateKey(nil)
+	untrusted := *l.Edge.SignedImage
+	untrusted.Trusted = []ed25519.PublicKey{other}
+	if err := run(&untrusted); err == nil || !strings.Contains(err.Error(), "refusing image lab-os:1.0.0") {
+		t.Errorf("image signed by an untrusted key: Run = %v", err)
+	}
+	sig := filepath.Join(l.Edge.SignedImage.StoreDir, "images", "lab-os", "1.0.0", "manifest.json.sig")
+	if err := os.Remove(sig); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(l.Edge.SignedImage); err == nil || !strings.Contains(err.Error(), "refusing image") || !strings.Contains(err.Error(), "rackstrap image sign") {
+		t.Errorf("unsigned image: Run = %v", err)
 	}
 }
