@@ -30,9 +30,13 @@ type Config struct {
 	Retries int
 	// MaxBlockSize caps the negotiated blksize (0: the interface MTU).
 	MaxBlockSize int
-	// MaxTransfers bounds concurrent transfers (default 128); requests
-	// beyond it get an error and the client retries.
+	// MaxTransfers bounds concurrent transfers (default 128). In a boot
+	// storm a request beyond it waits up to QueueWait (default 2 s, below a
+	// PXE ROM's retransmit time) for a slot, because a boot ROM treats a
+	// TFTP error as final; at most 4×MaxTransfers requests wait, the rest get
+	// an error at once.
 	MaxTransfers int
+	QueueWait    time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -47,6 +51,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxTransfers == 0 {
 		c.MaxTransfers = 128
+	}
+	if c.QueueWait == 0 {
+		c.QueueWait = 2 * time.Second
 	}
 	return c
 }
@@ -79,6 +86,7 @@ type Server struct {
 	sem chan struct{}
 
 	served, failed, refused, notFound, busy, probes atomic.Uint64
+	waiting                                         atomic.Int64
 
 	ready chan struct{}
 	mu    sync.Mutex
@@ -149,6 +157,30 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 }
 
+// acquire takes a transfer slot, waiting up to QueueWait when all are busy
+// (and few enough others wait) so a burst of boots queues instead of
+// failing.
+func (s *Server) acquire() bool {
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	default:
+	}
+	if s.waiting.Add(1) > int64(4*cap(s.sem)) {
+		s.waiting.Add(-1)
+		return false
+	}
+	defer s.waiting.Add(-1)
+	t := time.NewTimer(s.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 func (s *Server) read(filename string, rf io.ReaderFrom) error {
 	var remote string
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
@@ -161,14 +193,12 @@ func (s *Server) read(filename string, rf io.ReaderFrom) error {
 		s.log.Warn("request refused", "remote", remote, "file", filename, "err", err)
 		return errors.New("access violation: path refused")
 	}
-	select {
-	case s.sem <- struct{}{}:
-		defer func() { <-s.sem }()
-	default:
+	if !s.acquire() {
 		s.busy.Add(1)
 		s.log.Warn("busy: too many transfers; raise MaxTransfers if this persists", "remote", remote, "file", name)
 		return errors.New("server busy, retry")
 	}
+	defer func() { <-s.sem }()
 	f, err := s.src.Open(context.Background(), name)
 	if err != nil {
 		if errors.Is(err, artifact.ErrBadPath) {

@@ -30,6 +30,11 @@ func (w tWriter) Write(b []byte) (int, error) {
 // symlink out of the root and a directory.
 func serve(t *testing.T) (*Server, string, []byte) {
 	t.Helper()
+	return serveWith(t, Config{Addr: mustAddrPort("127.0.0.1:0"), Timeout: time.Second})
+}
+
+func serveWith(t *testing.T, cfg Config) (*Server, string, []byte) {
+	t.Helper()
 	root, outside := t.TempDir(), t.TempDir()
 	data := make([]byte, 1<<20+123)
 	rand.Read(data)
@@ -46,7 +51,7 @@ func serve(t *testing.T) (*Server, string, []byte) {
 	os.WriteFile(filepath.Join(fallback, "snponly.efi"), []byte("efi"), 0o644)
 	fb, _ := artifact.NewDir(fallback)
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := New(Config{Addr: mustAddrPort("127.0.0.1:0"), Timeout: time.Second}, log, artifact.Chain{dir, fb})
+	s, err := New(cfg, log, artifact.Chain{dir, fb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,3 +255,51 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestBurstQueuesInsteadOfFailing: with every transfer slot taken, a new
+// request waits for one (a boot ROM treats a TFTP error as final) rather
+// than being refused; with no time to wait it is refused and counted busy.
+func TestBurstQueuesInsteadOfFailing(t *testing.T) {
+	t.Parallel()
+	requirePeer(t, "curl", "curl")
+	for name, tc := range map[string]struct {
+		wait     time.Duration
+		wantBusy uint64
+	}{"queued": {wait: 30 * time.Second}, "no wait": {wait: time.Millisecond, wantBusy: 1}} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s, _, data := serveWith(t, Config{Addr: mustAddrPort("127.0.0.1:0"), Timeout: time.Second, MaxTransfers: 1, QueueWait: tc.wait})
+			url := "tftp://" + s.Addr().String() + "/undionly.kpxe"
+			// A client that asks and never acknowledges holds the only
+			// slot while the server retransmits (Timeout × Retries).
+			hold, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hold.Close()
+			rrq := append([]byte{0, 1}, "undionly.kpxe\x00octet\x00"...)
+			if _, err := hold.WriteTo(rrq, net.UDPAddrFromAddrPort(s.Addr())); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for s.Stats().Active == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the held transfer never started")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			out := filepath.Join(t.TempDir(), "fast")
+			msg, err := run(t, "curl", "-sS", "-o", out, url)
+			got, _ := os.ReadFile(out)
+			if tc.wantBusy == 0 && (err != nil || !bytes.Equal(got, data)) {
+				t.Errorf("request during a full server: %v %s; want it served once a slot frees", err, msg)
+			}
+			if tc.wantBusy > 0 && err == nil {
+				t.Error("request during a full server with no time to wait succeeded; want a busy error")
+			}
+			if b := s.Stats().Busy; b != tc.wantBusy {
+				t.Errorf("busy = %d, want %d", b, tc.wantBusy)
+			}
+		})
+	}
+}
