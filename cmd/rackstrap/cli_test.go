@@ -249,3 +249,24 @@ func TestApplyIsIdempotent(t *testing.T) {
 		t.Errorf("node after apply --provision: %s", out)
 	}
 }
+
+func TestStatusAndProvision(t *testing.T) {
+	t.Parallel()
+	url, _ := apiServer(t)
+	out, err := run(t, "--server", url, "status")
+	if err != nil || !strings.Contains(out, "r1") || !strings.Contains(out, "Discovered 1, Failed 1") || !strings.Contains(out, "r1-n02") {
+		t.Errorf("status = %q, %v", out, err)
+	}
+	out, err = run(t, "--server", url, "provision", "--rack", "r1", "--hand-off", "-o", "json")
+	if err != nil || !strings.Contains(out, `"running"`) || !strings.Contains(out, "skipped") {
+		t.Errorf("provision --rack r1 = %q, %v; want one provisioned and the Failed one skipped", out, err)
+	}
+	if out, _ := run(t, "--server", url, "nodes", "show", "r1-n01", "-o", "json"); !strings.Contains(out, `"desired": "handed-off"`) {
+		t.Errorf("r1-n01 after provision --hand-off: %s", out)
+	}
+	for _, args := range [][]string{{"provision"}, {"provision", "--all", "x"}, {"provision", "--rack", "nowhere"}} {
+		if _, err := run(t, append([]string{"--server", url}, args...)...); err == nil {
+			t.Errorf("rackstrap %v succeeded", args)
+		}
+	}
+}

@@ -13,6 +13,8 @@ func commands(g *globals) []*cobra.Command {
 		newDemoCmd(g),
 		newDiscoverCmd(g),
 		newApplyCmd(g),
+		newProvisionCmd(g),
+		newStatusCmd(g),
 		newNodesCmd(g),
 		newAuditCmd(g),
 		newProfileCmd(g),

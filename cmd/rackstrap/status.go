@@ -1,0 +1,143 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rackstrap/rackstrap/controller/api"
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Summarise every rack: how many nodes are in each state, and which need a technician",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := api.NewClient(g.server)
+			if err != nil {
+				return err
+			}
+			ctx := contextOrBackground(cmd)
+			racks, err := c.Racks(ctx)
+			if err != nil {
+				return err
+			}
+			stuck, err := c.Nodes(ctx, "Failed,Quarantined", "")
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Racks     []model.RackSummary `json:"racks"`
+				NeedsHelp []model.Node        `json:"needsTechnician"`
+			}{racks, stuck}
+			return render(cmd.OutOrStdout(), g.output, out, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "RACK\tNODES\tSTATES")
+				for _, r := range racks {
+					var parts []string
+					for _, s := range model.States {
+						if n := r.States[s]; n > 0 {
+							parts = append(parts, fmt.Sprintf("%s %d", s, n))
+						}
+					}
+					name := r.Rack
+					if name == "" {
+						name = "(no rack)"
+					}
+					fmt.Fprintf(w, "%s\t%d\t%s\n", name, r.Nodes, strings.Join(parts, ", "))
+				}
+				if len(stuck) > 0 {
+					fmt.Fprintln(w, "\nNEEDS A TECHNICIAN\tSTATE\tWHY")
+					for _, n := range stuck {
+						why := string(n.FailureClass)
+						if n.State == model.Quarantined {
+							why = "validation findings: rackstrap nodes show " + n.Name
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n.Name, n.State, why)
+					}
+				}
+			})
+		},
+	}
+}
+
+func newProvisionCmd(g *globals) *cobra.Command {
+	var (
+		rack         string
+		all, handOff bool
+	)
+	cmd := &cobra.Command{
+		Use:   "provision (--rack R | --all | NODE...)",
+		Short: "Ask the controller to provision nodes to Ready (or hand them off with --hand-off)",
+		Long: `Set the desired outcome of the nodes to ready (or handed-off) and let the
+controller drive them. Nodes that are Failed or Quarantined are left alone and
+reported: fix them and use 'rackstrap nodes act NODE retry|revalidate'.
+Idempotent: a node already there is reported as such.`,
+		Example: `  rackstrap provision --rack r12
+  rackstrap provision --all --hand-off
+  rackstrap provision r12-n01 r12-n02`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (rack != "") == all && len(args) == 0 || (rack != "" || all) && len(args) > 0 {
+				return errors.New("give --rack R, --all, or node names (one of them)")
+			}
+			c, err := api.NewClient(g.server)
+			if err != nil {
+				return err
+			}
+			ctx := contextOrBackground(cmd)
+			names := args
+			if len(names) == 0 {
+				nodes, err := c.Nodes(ctx, "", rack)
+				if err != nil {
+					return err
+				}
+				if len(nodes) == 0 {
+					return fmt.Errorf("no nodes in %s: declare them with 'rackstrap apply rack.yaml'", map[bool]string{true: "the controller", false: "rack " + rack}[all])
+				}
+				for _, n := range nodes {
+					names = append(names, n.Name)
+				}
+			}
+			type line struct {
+				Node, Result string
+				Operation    int64 `json:",omitempty"`
+			}
+			var report []line
+			var skipped int
+			for _, name := range names {
+				op, err := c.Act(ctx, name, lifecycle.ActProvision, handOff)
+				var ae *api.APIError
+				switch {
+				case errors.As(err, &ae) && ae.Status == 409:
+					report = append(report, line{Node: name, Result: "skipped: " + ae.Error_.Message})
+					skipped++
+				case err != nil:
+					return err
+				default:
+					report = append(report, line{Node: name, Result: op.Status, Operation: op.ID})
+				}
+			}
+			if err := render(cmd.OutOrStdout(), g.output, report, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "NODE\tRESULT\tOPERATION")
+				for _, l := range report {
+					fmt.Fprintf(w, "%s\t%s\t%d\n", l.Node, l.Result, l.Operation)
+				}
+			}); err != nil {
+				return err
+			}
+			if skipped > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d nodes skipped (Failed, Quarantined or decommissioning): see 'rackstrap status'\n", skipped, len(names))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rack, "rack", "", "every node of this rack")
+	cmd.Flags().BoolVar(&all, "all", false, "every node")
+	cmd.Flags().BoolVar(&handOff, "hand-off", false, "hand the nodes to the local cluster once Ready")
+	return cmd
+}
