@@ -262,6 +262,15 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) error {
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+	} else {
+		// An existing node gets what it still lacks (a machine found by its
+		// discovery boot learns its BMC); nothing it has is overwritten.
+		if _, err := s.db.FillIdentity(r.Context(), in.Name, in.Identity, in.Profile, actorOf(r)); err != nil {
+			return err
+		}
+		if n, err = s.db.GetNode(r.Context(), in.Name); err != nil {
+			return err
+		}
 	}
 	return writeJSON(w, status, n)
 }
@@ -477,6 +486,15 @@ func (s *Server) checkIn(w http.ResponseWriter, r *http.Request) error {
 	node, err := s.db.RecordCheckIn(r.Context(), token, in.Phase, in.AgentVersion, in.Inventory, "agent:"+r.RemoteAddr)
 	if err == nil && len(in.Notes) > 0 {
 		s.log.Info("agent check-in notes", "node", node, "phase", in.Phase, "notes", in.Notes)
+	}
+	if err == nil && len(in.Inventory) > 0 {
+		// A machine found by its discovery boot keeps what it reported.
+		if n, gerr := s.db.GetNode(r.Context(), node); gerr == nil && n.State == model.Discovered && n.Identity.BMC == "" {
+			if _, _, aerr := s.db.Apply(r.Context(), store.Change{Node: node, FromSeq: n.Seq, Inventory: in.Inventory,
+				Actor: "agent:" + r.RemoteAddr, Action: "node.inventory"}); aerr != nil {
+				s.log.Error("record the inventory of a discovered machine", "node", node, "err", aerr)
+			}
+		}
 	}
 	switch {
 	case errors.Is(err, store.ErrWrongPhase):

@@ -270,6 +270,10 @@ func TestAgentCheckIn(t *testing.T) {
 	if c, _ := db.LatestCheckIn(ctx, "n1", "netboot", time.Time{}); c == nil || !strings.Contains(string(c.Inventory), "S1") {
 		t.Errorf("check-in not stored: %+v", c)
 	}
+	// n1 has no BMC yet (a discovery boot): it keeps what its agent reported.
+	if n, _ := db.GetNode(ctx, "n1"); !strings.Contains(string(n.Inventory), "S1") {
+		t.Errorf("a discovered machine's inventory is not on its node: %s", n.Inventory)
+	}
 }
 
 func TestAgentTasks(t *testing.T) {
@@ -344,5 +348,30 @@ func TestBMCCredentialsAreSealedAndNeverReturned(t *testing.T) {
 		if strings.Contains(string(b), secret) {
 			t.Errorf("GET %s reveals the password", path)
 		}
+	}
+}
+
+func TestCreateExistingFillsOnlyWhatIsMissing(t *testing.T) {
+	t.Parallel()
+	ts, db := newTestServer(t)
+	ctx := context.Background()
+	// Found by its own network boot: a MAC, no BMC, no serial.
+	db.CreateNode(ctx, model.Node{Name: "unknown-52540000aa01", Desired: model.WantEnrolled,
+		Identity: model.Identity{MACs: []string{"52:54:00:00:aa:01"}, Serial: "FROM-AGENT"}}, "netboot")
+	c, _ := NewClient(ts.URL)
+	n, created, err := c.CreateNode(ctx, NodeCreate{Name: "unknown-52540000aa01", Profile: "qemu-vm",
+		Identity: model.Identity{BMC: "10.0.12.40", Serial: "FROM-MANIFEST", Rack: "r12", Slot: 40}})
+	if err != nil || created {
+		t.Fatalf("CreateNode(existing) = %v, %v", created, err)
+	}
+	if n.Identity.BMC != "10.0.12.40" || n.Identity.Rack != "r12" || n.Identity.Slot != 40 || n.Profile != "qemu-vm" {
+		t.Errorf("missing fields not filled: %+v", n)
+	}
+	if n.Identity.Serial != "FROM-AGENT" || n.Desired != model.WantEnrolled {
+		t.Errorf("a learned field was overwritten: %+v", n)
+	}
+	entries, _ := db.ListAudit(ctx, store.AuditFilter{Node: n.Name})
+	if last := entries[len(entries)-1]; last.Action != "node.identity.fill" {
+		t.Errorf("the fill is not audited: last entry %s", last.Action)
 	}
 }

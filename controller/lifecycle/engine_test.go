@@ -435,3 +435,30 @@ func TestPlanCoversEveryState(t *testing.T) {
 		t.Errorf("model.States has %d states, want the 12 of the lifecycle: %v", len(names), names)
 	}
 }
+
+// A machine found by its own network boot waits in Discovered until its BMC
+// is known, then is enrolled.
+func TestDiscoveredWithoutBMCWaits(t *testing.T) {
+	t.Parallel()
+	onBoth(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		create(t, db, model.Node{Name: "unknown-1", Desired: model.WantEnrolled, Identity: model.Identity{MACs: []string{"52:54:00:00:00:77"}}})
+		eng, err := lifecycle.New(fastConfig(), db, openEdge(t, nil), testLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.Serve(runCtx) }()
+		defer func() { cancel(); <-done }()
+		time.Sleep(300 * time.Millisecond) // many engine polls
+		if tl := stepNames(t, db, "unknown-1"); len(tl) != 0 {
+			t.Fatalf("the engine worked on a node with no BMC: %v", tl)
+		}
+		if _, err := db.FillIdentity(ctx, "unknown-1", model.Identity{BMC: "10.0.12.77"}, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		eng.Wake()
+		waitStates(t, db, map[string]model.State{"unknown-1": model.Enrolled})
+	})
+}

@@ -157,6 +157,11 @@ func plan(n model.Node) *transition {
 	provision := n.Desired == model.WantReady || n.Desired == model.WantHandedOff
 	switch n.State {
 	case model.Discovered:
+		if n.Identity.BMC == "" && n.Desired == model.WantEnrolled {
+			// Found by its own network boot: it waits here, its inventory
+			// checked in, until its BMC is known.
+			return nil
+		}
 		return &transition{steps: []step{enroll}, next: to(model.Enrolled)}
 	case model.Enrolled:
 		if provision {

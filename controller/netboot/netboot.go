@@ -90,6 +90,21 @@ func (s *Service) Commit(ctx context.Context, leases []dhcp.Lease) error {
 	return s.db.CommitLeases(ctx, rows)
 }
 
+// discovered records a machine that network-booted before anyone declared
+// it (idempotent by name, so a retrying ROM makes one node).
+func (s *Service) discovered(ctx context.Context, mac string) (string, error) {
+	n := model.Node{Name: "unknown-" + strings.ReplaceAll(mac, ":", ""), Desired: model.WantEnrolled,
+		Identity: model.Identity{MACs: []string{mac}}}
+	got, created, err := s.db.CreateNode(ctx, n, "netboot")
+	if err != nil {
+		return "", err
+	}
+	if created {
+		s.log.Info("netboot: unknown machine booted; recorded for discovery", "node", got.Name, "mac", mac)
+	}
+	return got.Name, nil
+}
+
 // DHCPEvent queues an event without blocking the packet path.
 func (s *Service) DHCPEvent(e dhcp.Event) {
 	select {
@@ -163,13 +178,15 @@ func (s *Service) record(ctx context.Context, e dhcp.Event) {
 
 // Script renders a node's iPXE script. A node being inspected or imaged
 // boots the agent with a fresh one-time token (a node rebooted mid-image
-// gets its image task again); any other known node boots its disk; an
-// unknown machine waits (it may be enrolled in a moment).
+// gets its image task again); any other known node boots its disk. An
+// unknown machine gets the discovery boot: it is recorded as a Discovered
+// node named after its MAC, and its agent checks in its inventory; it waits
+// there until its BMC is known (rack manifest or 'rackstrap discover').
 func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, error) {
 	mac := hw.String()
 	name, err := s.db.NodeByMAC(ctx, mac)
 	if errors.Is(err, store.ErrNotFound) {
-		return ipxe.Render(ipxe.Script{MAC: mac, Action: ipxe.Wait, Chain: s.cfg.BootBase + "/ipxe?mac=" + mac, Retry: 10 * time.Second})
+		name, err = s.discovered(ctx, mac)
 	}
 	if err != nil {
 		return nil, err
@@ -178,7 +195,8 @@ func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	if n.State != model.Inspecting && n.State != model.Validated && n.State != model.Imaging {
+	discovery := n.State == model.Discovered && n.Identity.BMC == ""
+	if !discovery && n.State != model.Inspecting && n.State != model.Validated && n.State != model.Imaging {
 		return ipxe.Render(ipxe.Script{Node: n.Name, MAC: mac, Action: ipxe.LocalDisk})
 	}
 	token, err := s.db.IssueToken(ctx, n.Name, "netboot", s.cfg.TokenTTL, "netboot")

@@ -76,9 +76,20 @@ func TestScriptPerState(t *testing.T) {
 	if !strings.Contains(string(out), "exit") && !strings.Contains(string(out), "sanboot") {
 		t.Errorf("a Ready node is not sent to its disk:\n%s", out)
 	}
-	out, _ = s.Script(ctx, mac("52:54:00:99:99:99"))
-	if !strings.Contains(string(out), "sleep") || !strings.Contains(string(out), "ipxe?mac=52:54:00:99:99:99") {
-		t.Errorf("an unknown machine is not told to wait and ask again:\n%s", out)
+	// An unknown machine gets the discovery boot, once recorded.
+	for i := 0; i < 2; i++ {
+		out, err := s.Script(ctx, mac("52:54:00:99:99:99"))
+		if err != nil || !strings.Contains(string(out), "rackstrap.token=") {
+			t.Fatalf("discovery boot of an unknown machine = %s, %v", out, err)
+		}
+	}
+	n, err := db.GetNode(ctx, "unknown-525400999999")
+	if err != nil || n.State != model.Discovered || n.Desired != model.WantEnrolled || len(n.Identity.MACs) != 1 {
+		t.Errorf("the unknown machine's record = %+v, %v", n, err)
+	}
+	list, _ := db.ListNodes(ctx, store.NodeFilter{})
+	if len(list) != 4 {
+		t.Errorf("%d nodes after two discovery boots of one machine, want 4 (3 declared + 1 discovered)", len(list))
 	}
 }
 

@@ -107,6 +107,52 @@ func validName(name string) error {
 	return nil
 }
 
+// FillIdentity completes an existing node with what a manifest or discovery
+// declares about it, setting only fields that are still empty (a BMC address
+// for a machine found by its own network boot, say): nothing learned is
+// overwritten. It reports the fields it filled.
+func (db *DB) FillIdentity(ctx context.Context, name string, id model.Identity, profile, actor string) ([]string, error) {
+	var filled []string
+	db.auditMu.Lock()
+	defer db.auditMu.Unlock()
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		n, err := scanNode(tx.QueryRowContext(ctx, db.q(`SELECT `+nodeColumns+` FROM nodes WHERE name = ?`), name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %q: %w", name, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		set, args := []string{}, []any{}
+		fill := func(field, column, have, want string) {
+			if have == "" && want != "" {
+				set, args, filled = append(set, column+" = ?"), append(args, want), append(filled, field)
+			}
+		}
+		fill("serial", "serial", n.Identity.Serial, id.Serial)
+		fill("uuid", "uuid", n.Identity.UUID, id.UUID)
+		fill("bmc", "bmc", n.Identity.BMC, id.BMC)
+		fill("profile", "profile", n.Profile, profile)
+		if n.Identity.Rack == "" && id.Rack != "" {
+			set, args, filled = append(set, "rack = ?", "slot = ?"), append(args, id.Rack, id.Slot), append(filled, "rack", "slot")
+		}
+		if len(n.Identity.MACs) == 0 && len(id.MACs) > 0 {
+			macs, _ := json.Marshal(id.MACs)
+			set, args, filled = append(set, "macs = ?"), append(args, string(macs)), append(filled, "macs")
+		}
+		if len(set) == 0 {
+			return nil
+		}
+		args = append(args, micros(db.now()), name)
+		if _, err := tx.ExecContext(ctx, db.q(`UPDATE nodes SET `+strings.Join(set, ", ")+`, updated_at = ? WHERE name = ?`), args...); err != nil {
+			return fmt.Errorf("fill identity of %s: %w", name, err)
+		}
+		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "node.identity.fill", Node: name, Outcome: "ok",
+			Detail: map[string]any{"filled": filled, "identity": id, "profile": profile}})
+	})
+	return filled, err
+}
+
 // GetNode returns one node or ErrNotFound.
 func (db *DB) GetNode(ctx context.Context, name string) (model.Node, error) {
 	n, err := scanNode(db.r.QueryRowContext(ctx, db.q(`SELECT `+nodeColumns+` FROM nodes WHERE name = ?`), name))
