@@ -59,10 +59,8 @@ func (db *DB) CommitLeases(ctx context.Context, batch []LeaseRow) error {
 
 // NodeByMAC finds the node with a host MAC (lower-case colon form).
 func (db *DB) NodeByMAC(ctx context.Context, mac string) (string, error) {
-	// MACs are stored as a JSON list; the quoted form cannot match a
-	// longer MAC by prefix.
 	var name string
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT name FROM nodes WHERE macs LIKE ? ORDER BY name LIMIT 1`), `%"`+mac+`"%`).Scan(&name)
+	err := db.r.QueryRowContext(ctx, db.q(`SELECT node FROM node_macs WHERE mac = ? ORDER BY node LIMIT 1`), mac).Scan(&name)
 	if err == sql.ErrNoRows {
 		return "", fmt.Errorf("no node has MAC %s: %w", mac, ErrNotFound)
 	}

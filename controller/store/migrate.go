@@ -127,6 +127,13 @@ var migrations = []string{
 		cert_sha256 TEXT NOT NULL DEFAULT '',
 		updated_at BIGINT NOT NULL
 	);`,
+	// 7: an index from host MAC to node, for the boot-script path.
+	`CREATE TABLE node_macs (
+		mac TEXT NOT NULL,
+		node TEXT NOT NULL REFERENCES nodes(name),
+		PRIMARY KEY (mac, node)
+	);
+	CREATE INDEX node_macs_mac ON node_macs(mac);`,
 }
 
 func (db *DB) migrate(ctx context.Context) error {

@@ -77,6 +77,9 @@ func (db *DB) CreateNode(ctx context.Context, n model.Node, actor string) (model
 			return nil
 		}
 		created = true
+		if err := db.setMACs(ctx, tx, n.Name, n.Identity.MACs); err != nil {
+			return err
+		}
 		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "node.create", Node: n.Name, Outcome: "ok",
 			Detail: map[string]any{"state": n.State, "desired": n.Desired, "identity": n.Identity, "profile": n.Profile}})
 	})
@@ -85,6 +88,19 @@ func (db *DB) CreateNode(ctx context.Context, n model.Node, actor string) (model
 	}
 	got, err := db.GetNode(ctx, n.Name)
 	return got, created, err
+}
+
+// setMACs replaces a node's rows in the MAC index (inside tx).
+func (db *DB) setMACs(ctx context.Context, tx *sql.Tx, node string, macs []string) error {
+	if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM node_macs WHERE node = ?`), node); err != nil {
+		return fmt.Errorf("index MACs of %s: %w", node, err)
+	}
+	for _, mac := range macs {
+		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO node_macs (mac, node) VALUES (?, ?) ON CONFLICT DO NOTHING`), mac, node); err != nil {
+			return fmt.Errorf("index MACs of %s: %w", node, err)
+		}
+	}
+	return nil
 }
 
 func nonNil(s []string) []string {
@@ -139,6 +155,9 @@ func (db *DB) FillIdentity(ctx context.Context, name string, id model.Identity, 
 		if len(n.Identity.MACs) == 0 && len(id.MACs) > 0 {
 			macs, _ := json.Marshal(id.MACs)
 			set, args, filled = append(set, "macs = ?"), append(args, string(macs)), append(filled, "macs")
+			if err := db.setMACs(ctx, tx, name, id.MACs); err != nil {
+				return err
+			}
 		}
 		if len(set) == 0 {
 			return nil
@@ -331,6 +350,9 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 			}
 			set = append(set, "serial = ?", "uuid = ?", "macs = ?")
 			args = append(args, id.Serial, id.UUID, string(macs))
+			if err := db.setMACs(ctx, tx, c.Node, id.MACs); err != nil {
+				return err
+			}
 		}
 		if c.Rack != "" {
 			set = append(set, "rack = ?", "slot = ?")

@@ -310,3 +310,28 @@ func TestAgentTokensAreOneTimeAndBound(t *testing.T) {
 		})
 	}
 }
+
+func TestNodeByMACFollowsIdentity(t *testing.T) {
+	t.Parallel()
+	for name, db := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db.CreateNode(ctx, model.Node{Name: "n1", Identity: model.Identity{MACs: []string{"52:54:00:00:00:01"}}}, "test")
+			db.CreateNode(ctx, model.Node{Name: "n2"}, "test")
+			if got, err := db.NodeByMAC(ctx, "52:54:00:00:00:01"); err != nil || got != "n1" {
+				t.Errorf("NodeByMAC = %q, %v", got, err)
+			}
+			// Enrolment learns the real MACs from the BMC.
+			db.Apply(ctx, Change{Node: "n1", FromSeq: -1, Identity: &model.Identity{MACs: []string{"52:54:00:00:00:0a"}}, Actor: "test", Action: "x"})
+			if _, err := db.NodeByMAC(ctx, "52:54:00:00:00:01"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("old MAC still maps: %v", err)
+			}
+			db.FillIdentity(ctx, "n2", model.Identity{MACs: []string{"52:54:00:00:00:02"}}, "", "test")
+			for mac, want := range map[string]string{"52:54:00:00:00:0a": "n1", "52:54:00:00:00:02": "n2"} {
+				if got, err := db.NodeByMAC(ctx, mac); err != nil || got != want {
+					t.Errorf("NodeByMAC(%s) = %q, %v; want %s", mac, got, err, want)
+				}
+			}
+		})
+	}
+}
