@@ -126,7 +126,7 @@ func (r *rfReader) members(ctx context.Context, path string) ([]string, error) {
 	return out, nil
 }
 
-// Redfish documents, as far as Rackstrap reads them. Numbers use flexNum:
+// Redfish documents, as far as Rackstrap reads them. Numbers use FlexNum:
 // BMCs send numbers as strings or null often enough.
 
 type odataLink struct {
@@ -173,7 +173,7 @@ type rfSystem struct {
 	BiosVersion        string
 	PowerState         string
 	AssetTag           string
-	MemorySummary      struct{ TotalSystemMemoryGiB flexNum }
+	MemorySummary      struct{ TotalSystemMemoryGiB FlexNum }
 	Boot               rfBoot
 	Processors         odataLink
 	Memory             odataLink
@@ -199,13 +199,13 @@ type rfProcessor struct {
 	ProcessorType   string
 	Manufacturer    string
 	Model           string
-	MaxSpeedMHz     flexNum
-	TotalCores      flexNum
-	TotalThreads    flexNum
+	MaxSpeedMHz     FlexNum
+	TotalCores      FlexNum
+	TotalThreads    FlexNum
 	SerialNumber    string
 	UUID            string
 	FirmwareVersion string
-	ProcessorMemory []struct{ CapacityMiB flexNum }
+	ProcessorMemory []struct{ CapacityMiB FlexNum }
 	Location        rfLocation
 	Status          rfStatus
 }
@@ -217,8 +217,8 @@ type rfMemory struct {
 	Manufacturer      string
 	PartNumber        string
 	SerialNumber      string
-	CapacityMiB       flexNum
-	OperatingSpeedMhz flexNum
+	CapacityMiB       FlexNum
+	OperatingSpeedMhz FlexNum
 	Status            rfStatus
 }
 
@@ -229,7 +229,7 @@ type rfEthernet struct {
 	Description           string
 	MACAddress            string
 	PermanentMACAddress   string
-	SpeedMbps             flexNum
+	SpeedMbps             FlexNum
 	LinkStatus            string
 	Status                rfStatus
 	IPv4Addresses         []struct{ Address string }
@@ -244,7 +244,7 @@ type rfSimpleStorage struct {
 		Name          string
 		Manufacturer  string
 		Model         string
-		CapacityBytes flexNum
+		CapacityBytes FlexNum
 		Status        rfStatus
 	}
 }
@@ -257,7 +257,7 @@ type rfDrive struct {
 	Revision         string
 	MediaType        string
 	Protocol         string
-	CapacityBytes    flexNum
+	CapacityBytes    FlexNum
 	PhysicalLocation rfLocation
 	Status           rfStatus
 }
@@ -299,10 +299,12 @@ type rfUpdateService struct {
 	FirmwareInventory odataLink
 }
 
-// flexNum decodes a JSON number, a numeric string or null.
-type flexNum float64
+// FlexNum is a Redfish number as BMCs really send it: a JSON number, a
+// numeric string ("40") or null (zero). Other Redfish readers (firmware/)
+// use it too.
+type FlexNum float64
 
-func (n *flexNum) UnmarshalJSON(b []byte) error {
+func (n *FlexNum) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || string(b) == "null" {
 		return nil
@@ -319,25 +321,25 @@ func (n *flexNum) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("number %q: %w", s, err)
 		}
-		*n = flexNum(f)
+		*n = FlexNum(f)
 		return nil
 	}
 	var f float64
 	if err := json.Unmarshal(b, &f); err != nil {
 		return err
 	}
-	*n = flexNum(f)
+	*n = FlexNum(f)
 	return nil
 }
 
-func (n flexNum) int() int {
+func (n FlexNum) int() int {
 	if n < 0 || n > 1<<40 {
 		return 0
 	}
 	return int(n)
 }
 
-func (n flexNum) u64() uint64 {
+func (n FlexNum) u64() uint64 {
 	if n < 0 || n > 1<<62 {
 		return 0
 	}

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"unicode"
 
+	"github.com/rackstrap/rackstrap/bmc"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
 
@@ -129,7 +129,7 @@ type rfTask struct {
 	Name            flexString
 	TaskState       string
 	TaskStatus      string
-	PercentComplete flexNum
+	PercentComplete bmc.FlexNum
 	Messages        []struct {
 		MessageID string `json:"MessageId"`
 		Message   flexString
@@ -265,37 +265,6 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 		}
 		*f = flexString(n.String())
 	}
-	return nil
-}
-
-// flexNum decodes a JSON number, a numeric string or null.
-type flexNum float64
-
-func (n *flexNum) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || string(b) == "null" {
-		return nil
-	}
-	if b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		if strings.TrimSpace(s) == "" {
-			return nil
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
-			return fmt.Errorf("number %q: %w", s, err)
-		}
-		*n = flexNum(f)
-		return nil
-	}
-	var f float64
-	if err := json.Unmarshal(b, &f); err != nil {
-		return err
-	}
-	*n = flexNum(f)
 	return nil
 }
 
