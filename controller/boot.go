@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +147,3 @@ func describeImage(dir, name, base string) (edge.Image, error) {
 	}
 	return edge.Image{URL: base + "/" + name, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
 }
-
-func fixedPort(a netip.AddrPort) bool { return a.Port() != 0 }

@@ -80,18 +80,11 @@ func (h *SlurmHandOff) Release(ctx context.Context, n model.Node, reason, key st
 
 // addr is where slurmctld reaches the node: its DHCP lease, else its name.
 func (h *SlurmHandOff) addr(ctx context.Context, n model.Node) string {
-	leases, err := h.db.LoadLeases(ctx)
-	if err != nil {
+	ip, err := h.db.BoundIP(ctx, n.Identity.MACs)
+	if err != nil || ip == "" {
 		return n.Name
 	}
-	for _, l := range leases {
-		for _, mac := range n.Identity.MACs {
-			if l.MAC == mac && l.State == "bound" {
-				return l.IP
-			}
-		}
-	}
-	return n.Name
+	return ip
 }
 
 type handOffError struct{ err error }

@@ -69,3 +69,18 @@ func (db *DB) NodeByMAC(ctx context.Context, mac string) (string, error) {
 	}
 	return name, nil
 }
+
+// BoundIP is the address bound to one of macs, or "" when none is.
+func (db *DB) BoundIP(ctx context.Context, macs []string) (string, error) {
+	for _, mac := range macs {
+		var ip string
+		err := db.r.QueryRowContext(ctx, db.q(`SELECT ip FROM leases WHERE mac = ? AND state = 'bound' ORDER BY updated DESC LIMIT 1`), mac).Scan(&ip)
+		if err == nil {
+			return ip, nil
+		}
+		if err != sql.ErrNoRows {
+			return "", fmt.Errorf("lease of %s: %w", mac, err)
+		}
+	}
+	return "", nil
+}

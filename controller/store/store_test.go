@@ -335,3 +335,22 @@ func TestNodeByMACFollowsIdentity(t *testing.T) {
 		})
 	}
 }
+
+func TestBoundIP(t *testing.T) {
+	t.Parallel()
+	for name, db := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now()
+			db.CommitLeases(ctx, []LeaseRow{
+				{IP: "10.0.0.5", MAC: "52:54:00:00:00:01", State: "released", Expires: now, Updated: now},
+				{IP: "10.0.0.6", MAC: "52:54:00:00:00:02", State: "bound", Expires: now.Add(time.Hour), Updated: now},
+			})
+			for macs, want := range map[string]string{"52:54:00:00:00:01": "", "52:54:00:00:00:01,52:54:00:00:00:02": "10.0.0.6"} {
+				if got, err := db.BoundIP(ctx, strings.Split(macs, ",")); err != nil || got != want {
+					t.Errorf("BoundIP(%s) = %q, %v; want %q", macs, got, err, want)
+				}
+			}
+		})
+	}
+}
