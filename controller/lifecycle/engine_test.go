@@ -405,7 +405,7 @@ func TestConcurrencyLimits(t *testing.T) {
 	})
 }
 
-func TestPlanCoversEveryState(t *testing.T) {
+func TestActionErrorsAndStateList(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db, err := store.Open(ctx, "", t.TempDir(), store.Options{})
@@ -413,8 +413,8 @@ func TestPlanCoversEveryState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	// Every state is reachable by some node in the transition tests; here
-	// we check that the unknown-action and not-found paths say what to do.
+	// The transition tests reach every state; here the unknown-action and
+	// not-found paths must say what to do.
 	create(t, db, model.Node{Name: "x"})
 	if _, err := lifecycle.Act(ctx, db, lifecycle.Request{Node: "x", Action: "explode"}); err == nil || !strings.Contains(err.Error(), "one of provision") {
 		t.Errorf("unknown action error = %v", err)
