@@ -43,37 +43,44 @@ type Server struct {
 	started time.Time
 	mux     *http.ServeMux
 	secrets *secrets.Box
+	// all is every route served: the built-in table plus extensions.
+	all []Route
+	// doc is the OpenAPI document served: openapi.json merged with the
+	// extensions' fragments.
+	doc []byte
 }
 
 // SetSecrets enables storing BMC logins (sealed with box).
 func (s *Server) SetSecrets(box *secrets.Box) { s.secrets = box }
 
-// route is one API endpoint. The table is the single list the mux is built
-// from, and the test checks it against openapi.json both ways.
+// route is one built-in API endpoint. The table is the list the mux is
+// built from (with the extensions), and the test checks it against the
+// served OpenAPI document both ways.
 type route struct {
 	method, path string
+	perm         Permission
 	handle       func(*Server, http.ResponseWriter, *http.Request) error
 }
 
 var routes = []route{
-	{"GET", "/healthz", (*Server).health},
-	{"GET", "/metrics", nil}, // promhttp
-	{"GET", "/api/v1/openapi.json", (*Server).openapi},
-	{"GET", "/api/v1/nodes", (*Server).listNodes},
-	{"POST", "/api/v1/nodes", (*Server).createNode},
-	{"GET", "/api/v1/nodes/{name}", (*Server).getNode},
-	{"GET", "/api/v1/nodes/{name}/timeline", (*Server).timeline},
-	{"POST", "/api/v1/nodes/{name}/actions", (*Server).act},
-	{"PUT", "/api/v1/nodes/{name}/bmc-credentials", (*Server).setBMCCredentials},
-	{"GET", "/api/v1/racks", (*Server).listRacks},
-	{"GET", "/api/v1/racks/{rack}", (*Server).getRack},
-	{"GET", "/api/v1/audit", (*Server).listAudit},
-	{"GET", "/api/v1/audit/verify", (*Server).verifyAudit},
-	{"GET", "/api/v1/operations", (*Server).listOperations},
-	{"GET", "/api/v1/operations/{id}", (*Server).getOperation},
-	{"POST", "/api/v1/agent/checkin", (*Server).checkIn},
-	{"GET", "/api/v1/agent/task", (*Server).nextTask},
-	{"POST", "/api/v1/agent/task/result", (*Server).taskResult},
+	{"GET", "/healthz", PermPublic, (*Server).health},
+	{"GET", "/metrics", PermPublic, nil}, // promhttp
+	{"GET", "/api/v1/openapi.json", PermPublic, (*Server).openapi},
+	{"GET", "/api/v1/nodes", PermRead, (*Server).listNodes},
+	{"POST", "/api/v1/nodes", PermOperate, (*Server).createNode},
+	{"GET", "/api/v1/nodes/{name}", PermRead, (*Server).getNode},
+	{"GET", "/api/v1/nodes/{name}/timeline", PermRead, (*Server).timeline},
+	{"POST", "/api/v1/nodes/{name}/actions", PermOperate, (*Server).act},
+	{"PUT", "/api/v1/nodes/{name}/bmc-credentials", PermAdmin, (*Server).setBMCCredentials},
+	{"GET", "/api/v1/racks", PermRead, (*Server).listRacks},
+	{"GET", "/api/v1/racks/{rack}", PermRead, (*Server).getRack},
+	{"GET", "/api/v1/audit", PermAudit, (*Server).listAudit},
+	{"GET", "/api/v1/audit/verify", PermAudit, (*Server).verifyAudit},
+	{"GET", "/api/v1/operations", PermRead, (*Server).listOperations},
+	{"GET", "/api/v1/operations/{id}", PermRead, (*Server).getOperation},
+	{"POST", "/api/v1/agent/checkin", PermAgent, (*Server).checkIn},
+	{"GET", "/api/v1/agent/task", PermAgent, (*Server).nextTask},
+	{"POST", "/api/v1/agent/task/result", PermAgent, (*Server).taskResult},
 }
 
 // New builds the API. reg receives the API's own series (nodes per state);
@@ -82,12 +89,13 @@ func New(db *store.DB, actor Actor, log *slog.Logger, reg prometheus.Registerer,
 	if db == nil || actor == nil || log == nil || reg == nil || gather == nil {
 		return nil, errors.New("api: New needs a store, an actor, a logger and a metrics registry")
 	}
-	s := &Server{db: db, actor: actor, log: log, gather: gather, started: time.Now(), mux: http.NewServeMux()}
+	s := &Server{db: db, actor: actor, log: log, gather: gather, started: time.Now(), mux: http.NewServeMux(), doc: openAPI}
 	if err := reg.Register(&stateCollector{db: db}); err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
 	for _, r := range routes {
 		pattern := r.method + " " + r.path
+		s.all = append(s.all, Route{Method: r.method, Path: r.path, Perm: r.perm})
 		if r.handle == nil {
 			s.mux.Handle(pattern, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 			continue
@@ -205,7 +213,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
-	_, err := w.Write(openAPI)
+	_, err := w.Write(s.doc)
 	return err
 }
 

@@ -4,12 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
 	"strings"
 )
 
 // migrations are applied in order, each once, each in its own transaction.
 // Never edit a released migration: append a new one. {{serial}} is the
-// engine's auto-increment key type.
+// engine's auto-increment key type. Versions 1-7 are listed here; later
+// versions are registered by the file that owns the tables (registerMigration
+// in an init), so features that land in parallel never edit one list.
+// Each version is recorded on its own, so a gap is applied when it arrives.
 var migrations = []string{
 	// 1: nodes, their timeline, operations, the audit chain.
 	`CREATE TABLE nodes (
@@ -136,12 +140,52 @@ var migrations = []string{
 	CREATE INDEX node_macs_mac ON node_macs(mac);`,
 }
 
+// registered holds the migrations after version 7, keyed by version.
+var registered = map[int]string{}
+
+// registerMigration adds migration version, once, from a package init.
+// Reserved: 8 fleet/rack ownership, 9 firmware runs, 10 hand-off outbox
+// and exports, 11 API tokens and access control, 12 BMC enlistment,
+// 13 bundles. Pick the next free number above them for anything else.
+func registerMigration(version int, sql string) {
+	if version <= len(migrations) {
+		panic(fmt.Sprintf("store: migration %d is in the built-in list", version))
+	}
+	if _, dup := registered[version]; dup {
+		panic(fmt.Sprintf("store: migration %d registered twice", version))
+	}
+	registered[version] = sql
+}
+
+// allMigrations returns every known migration in version order.
+func allMigrations() []versioned {
+	out := make([]versioned, 0, len(migrations)+len(registered))
+	for i, m := range migrations {
+		out = append(out, versioned{i + 1, m})
+	}
+	extra := make([]int, 0, len(registered))
+	for v := range registered {
+		extra = append(extra, v)
+	}
+	sort.Ints(extra)
+	for _, v := range extra {
+		out = append(out, versioned{v, registered[v]})
+	}
+	return out
+}
+
+type versioned struct {
+	version int
+	sql     string
+}
+
 func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
-	for i, m := range migrations {
-		version := i + 1
+	all := allMigrations()
+	for _, mv := range all {
+		version, m := mv.version, mv.sql
 		err := db.tx(ctx, func(tx *sql.Tx) error {
 			if db.d.lockAudit != "" {
 				// Two controllers starting together migrate one at a time.
@@ -175,8 +219,8 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err := db.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
 		return fmt.Errorf("migrate: read version: %w", err)
 	}
-	if newest > len(migrations) {
-		return fmt.Errorf("store schema is version %d but this rackstrap knows only %d: upgrade rackstrap before opening this store", newest, len(migrations))
+	if known := all[len(all)-1].version; newest > known {
+		return fmt.Errorf("store schema is version %d but this rackstrap knows only %d: upgrade rackstrap before opening this store", newest, known)
 	}
 	return nil
 }
