@@ -8,7 +8,7 @@ PKGS      := ./...
 # Longer fuzzing: `make fuzz FUZZTIME=5m`.
 FUZZTIME  ?= 30s
 
-.PHONY: all build rackstrap agent agent-static demo test test-deps bench fuzz lint conformance clean
+.PHONY: all build rackstrap agent agent-static demo test test-deps bench bench-fleet e2e fuzz lint conformance clean
 
 all: build
 
@@ -37,11 +37,20 @@ test: test-deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
+# One QEMU machine, its BMC an ipmi_sim, from power-off to Ready through
+# the real protocols (build tag e2e keeps it out of `make test`).
+e2e: test-deps
+	$(GO) test -race -count=1 -timeout 20m -tags e2e ./test/e2e/...
+
 conformance:
 	$(GO) test -race -count=1 -tags conformance -run Conformance ./bmc/...
 
 bench: test-deps build
 	bash test/bench/run.sh
+
+# The fleet figures (10,000 simulated nodes); minutes, not part of CI.
+bench-fleet: build
+	bash test/bench/fleet/run.sh
 
 # Runs each fuzz target for FUZZTIME (the seed corpora already run in `make test`).
 fuzz:
