@@ -47,6 +47,8 @@ type Config struct {
 	// SecretKeyFile seals stored BMC passwords (default DataDir/secret.key,
 	// made on first start; keep a backup).
 	SecretKeyFile string
+	// Features are the optional parts turned on (see Feature).
+	Features []Feature
 }
 
 // SimConfig describes a simulated rack.
@@ -124,6 +126,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 	var (
 		hw       lifecycle.Edge
 		services []service
+		bmcs     *bmc.Client
+		fan      = &fanout{}
 	)
 	switch {
 	case cfg.Simulate != nil:
@@ -138,7 +142,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 		log.Info("simulated edge", "nodes", cfg.Simulate.Nodes, "rack", cfg.Simulate.Rack, "journal", cfg.Simulate.Edge.Journal)
 		hw = sim
 	default:
-		hw, services, err = realEdge(cfg, db, box, log, reg, apiURL)
+		hw, services, bmcs, err = realEdge(cfg, db, box, log, reg, apiURL, fan)
 		if err != nil {
 			return err
 		}
@@ -153,6 +157,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 		return err
 	}
 	apiSrv.SetSecrets(box)
+	rt := &Runtime{Config: cfg, Store: db, API: apiSrv, Engine: eng, Secrets: box, Registry: reg, Log: log, APIURL: apiURL, BMC: bmcs}
+	if cfg.Simulate == nil { // the real edge's DHCP server reports to fan
+		rt.dhcpObs = fan
+	}
+	for _, f := range cfg.Features {
+		if err := f.Start(ctx, rt); err != nil {
+			return fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		log.Info("feature on", "feature", f.Name())
+	}
 	hs := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second}
 	services = append([]service{{name: "api", serve: func(ctx context.Context) error {
 		go func() {
@@ -166,6 +180,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 		}
 		return nil
 	}}}, services...)
+	services = append(services, rt.services...)
 	services = append(services, service{name: "lifecycle", serve: eng.Serve})
 	log.Info("api listening", "addr", apiURL)
 
@@ -195,17 +210,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 
 // realEdge builds the edge that drives machines over their real protocols,
 // and the network boot services they boot from.
-func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg prometheus.Registerer, apiURL string) (lifecycle.Edge, []service, error) {
+func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg prometheus.Registerer, apiURL string, fan *fanout) (lifecycle.Edge, []service, *bmc.Client, error) {
 	ec, bc := cfg.Edge, cfg.Boot
 	if bc == nil {
-		return nil, nil, errors.New("real machines need network boot: configure the boot services (--artifacts, --boot-url)")
+		return nil, nil, nil, errors.New("real machines need network boot: configure the boot services (--artifacts, --boot-url)")
 	}
 	catalog, err := profile.Bundled()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := catalog.LoadFiles(ec.ProfileFiles...); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	agentURL := ec.AgentServer
 	if agentURL == "" {
@@ -218,51 +233,53 @@ func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg 
 		img, err = describeImage(bc.ArtifactDir, ec.Image, bc.BootBase)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	audit := newBMCAudit(db, log)
 	var cluster edge.Cluster
 	if ec.Slurm != nil {
 		if cluster, err = NewSlurmHandOff(*ec.Slurm, db, log); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
+	bmcs := bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record})
 	hw, err := edge.New(edge.Config{
-		BMC: bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record}), Credentials: logins(db, box, ec.Login), Catalog: catalog,
+		BMC: bmcs, Credentials: logins(db, box, ec.Login), Catalog: catalog,
 		Image: img, Server: agentURL, UEFI: ec.UEFI, Cluster: cluster,
 		PinCert: func(ctx context.Context, node, sha string) error { return db.PinBMCCert(ctx, node, sha, "controller") },
 	}, db, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	nb, err := netboot.New(netboot.Config{BootBase: bc.BootBase, Server: agentURL, Kernel: bc.Kernel, Initrd: bc.Initrd, Cmdline: bc.Cmdline}, db, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	files, err := artifact.NewDir(bc.ArtifactDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("artifacts: %w", err)
+		return nil, nil, nil, fmt.Errorf("artifacts: %w", err)
 	}
 	var (
 		dhcpSrv *dhcp.Server
 		ids     boothttp.Identities
 	)
+	fan.add(nb)
 	if !bc.NoDHCP {
-		if dhcpSrv, err = dhcp.New(bc.DHCP, log, dhcp.Deps{Store: nb, Observer: nb}); err != nil {
-			return nil, nil, err
+		if dhcpSrv, err = dhcp.New(bc.DHCP, log, dhcp.Deps{Store: nb, Observer: fan}); err != nil {
+			return nil, nil, nil, err
 		}
 		if err := dhcpSrv.Register(reg); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		ids = dhcpSrv // the boot server's access log names nodes by their lease
 	}
 	httpSrv, err := boothttp.New(bc.HTTP, log, boothttp.Deps{Files: files, Scripts: nb, Identities: ids})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	tftpSrv, err := tftp.New(bc.TFTP, log, files)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	services := []service{
 		{name: "pxe/http", serve: httpSrv.Serve, ready: httpSrv.Ready()},
@@ -274,7 +291,7 @@ func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg 
 		services = append(services, service{name: "pxe/dhcp", serve: dhcpSrv.Serve, ready: dhcpSrv.Ready()})
 	}
 	log.Info("real edge", "boot", bc.BootBase, "artifacts", bc.ArtifactDir, "image", img.URL, "agent server", agentURL)
-	return hw, services, nil
+	return hw, services, bmcs, nil
 }
 
 // enrollSimulated creates the simulated rack's nodes once: re-running with

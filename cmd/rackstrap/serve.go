@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/rackstrap/rackstrap/cluster/slurm"
 	"github.com/rackstrap/rackstrap/controller"
@@ -23,6 +24,20 @@ import (
 	imgstore "github.com/rackstrap/rackstrap/images/store"
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
 )
+
+// serveOption is an optional controller feature's flags, declared from the
+// feature's own file (serve_<feature>.go) in an init with addServeOption,
+// so features never edit this file. register adds its flags to serve and
+// demo; feature returns the controller.Feature the flags ask for, or nil
+// when it is off.
+type serveOption struct {
+	register func(fl *pflag.FlagSet)
+	feature  func() (controller.Feature, error)
+}
+
+var serveOptions []serveOption
+
+func addServeOption(o serveOption) { serveOptions = append(serveOptions, o) }
 
 // serveFlags are shared by serve and demo.
 type serveFlags struct {
@@ -91,6 +106,9 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringVar(&f.slurmConf, "slurm-conf", "", "hand nodes off to the Slurm cluster of this slurm.conf `FILE` (scontrol on PATH; dynamic nodes)")
 	fl.StringVar(&f.slurmPartition, "slurm-partition", "", "Slurm partition handed-off nodes join (prefer Nodes=ALL or a NodeSet by feature)")
 	fl.StringSliceVar(&f.profileFiles, "profile", nil, "site hardware profile `FILE`s added to the bundled ones (repeatable)")
+	for _, o := range serveOptions {
+		o.register(fl)
+	}
 }
 
 func (f *serveFlags) config() (controller.Config, error) {
@@ -124,6 +142,15 @@ func (f *serveFlags) config() (controller.Config, error) {
 	if cfg.Simulate == nil && f.artifacts != "" {
 		if err := f.realConfig(&cfg); err != nil {
 			return cfg, err
+		}
+	}
+	for _, o := range serveOptions {
+		feat, err := o.feature()
+		if err != nil {
+			return cfg, err
+		}
+		if feat != nil {
+			cfg.Features = append(cfg.Features, feat)
 		}
 	}
 	return cfg, nil

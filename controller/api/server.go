@@ -45,6 +45,9 @@ type Server struct {
 	secrets *secrets.Box
 	// all is every route served: the built-in table plus extensions.
 	all []Route
+	// authorize, when set, decides every request (SetAuthorizer).
+	authorize Authorizer
+	perms     map[string]Permission // mux pattern → permission
 	// doc is the OpenAPI document served: openapi.json merged with the
 	// extensions' fragments.
 	doc []byte
@@ -89,13 +92,14 @@ func New(db *store.DB, actor Actor, log *slog.Logger, reg prometheus.Registerer,
 	if db == nil || actor == nil || log == nil || reg == nil || gather == nil {
 		return nil, errors.New("api: New needs a store, an actor, a logger and a metrics registry")
 	}
-	s := &Server{db: db, actor: actor, log: log, gather: gather, started: time.Now(), mux: http.NewServeMux(), doc: openAPI}
+	s := &Server{db: db, actor: actor, log: log, gather: gather, started: time.Now(), mux: http.NewServeMux(), doc: openAPI, perms: map[string]Permission{}}
 	if err := reg.Register(&stateCollector{db: db}); err != nil {
 		return nil, fmt.Errorf("api: register metrics: %w", err)
 	}
 	for _, r := range routes {
 		pattern := r.method + " " + r.path
 		s.all = append(s.all, Route{Method: r.method, Path: r.path, Perm: r.perm})
+		s.perms[pattern] = r.perm
 		if r.handle == nil {
 			s.mux.Handle(pattern, promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 			continue
@@ -128,6 +132,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Log(r.Context(), level, "api", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
 	}()
+	if s.authorize != nil {
+		var err error
+		if r, err = s.authorizeRequest(r); err != nil {
+			s.fail(rec, r, err)
+			return
+		}
+	}
 	s.mux.ServeHTTP(rec, r)
 }
 
@@ -423,11 +434,9 @@ func (s *Server) getOperation(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, op)
 }
 
-// actorOf names who asked, for the audit log. Authentication (issue 12)
-// will replace the remote address with the authenticated principal.
-func actorOf(r *http.Request) string {
-	return "api:" + r.RemoteAddr
-}
+// actorOf names who asked, for the audit log: the caller the authorizer
+// named, or the remote address when no authorizer is set.
+func actorOf(r *http.Request) string { return Caller(r) }
 
 func nonNil[T any](s []T) []T {
 	if s == nil {

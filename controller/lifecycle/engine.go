@@ -87,6 +87,8 @@ type Engine struct {
 	bmcs    map[string]*sync.Mutex
 	running map[string]bool
 	wake    chan struct{}
+	gates   []Gate
+	holds   map[string]string // node → the reason it is held (audited when it changes)
 }
 
 // New builds an engine. metrics may be nil.
@@ -104,6 +106,7 @@ func New(cfg Config, db *store.DB, edge Edge, log *slog.Logger, metrics *Metrics
 		racks:   map[string]chan struct{}{},
 		bmcs:    map[string]*sync.Mutex{},
 		running: map[string]bool{},
+		holds:   map[string]string{},
 		wake:    make(chan struct{}, 1),
 	}, nil
 }
@@ -184,6 +187,11 @@ func (e *Engine) drive(ctx context.Context, name string) error {
 		tr := plan(n)
 		if tr == nil {
 			return nil
+		}
+		if tr.guard != "" && len(e.gates) > 0 {
+			if held, err := e.held(ctx, n, tr.guard); held || err != nil {
+				return err
+			}
 		}
 		if err := e.transition(ctx, n, tr); err != nil {
 			if errors.Is(err, store.ErrConflict) {

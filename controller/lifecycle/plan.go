@@ -42,6 +42,9 @@ type transition struct {
 	steps []step
 	// next picks the state after the steps succeeded.
 	next func(results) (model.State, error)
+	// guard, when set, is the state this move leads to that gates may hold
+	// the node from (see Gate).
+	guard model.State
 }
 
 func to(s model.State) func(results) (model.State, error) {
@@ -171,7 +174,7 @@ func plan(n model.Node) *transition {
 		return &transition{steps: []step{setBootNetwork, bootNetwork, waitNetboot, inspect, validate}, next: afterValidation}
 	case model.Validated:
 		if provision {
-			return &transition{next: to(model.Imaging)}
+			return &transition{next: to(model.Imaging), guard: model.Imaging}
 		}
 	case model.Imaging:
 		return &transition{steps: []step{image, setBootDisk, bootDisk}, next: to(model.FirstBoot)}
@@ -181,7 +184,7 @@ func plan(n model.Node) *transition {
 		return &transition{steps: []step{burnIn}, next: to(model.Ready)}
 	case model.Ready:
 		if n.Desired == model.WantHandedOff {
-			return &transition{steps: []step{handOff}, next: to(model.HandedOff)}
+			return &transition{steps: []step{handOff}, next: to(model.HandedOff), guard: model.HandedOff}
 		}
 	case model.Decommissioning:
 		// An operator changed their mind mid-decommission: finish it anyway,
