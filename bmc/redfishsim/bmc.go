@@ -179,14 +179,6 @@ type session struct {
 	created         time.Time
 }
 
-type task struct {
-	id                string
-	target, version   string // firmware component id and the version it installs
-	image             string
-	started, finishes time.Time
-	applied           bool
-}
-
 // New makes a BMC for node. It is powered off, has no boot override and no
 // media inserted, and its event log holds one entry.
 func New(node Node, opts Options) (*BMC, error) {
@@ -456,24 +448,6 @@ func (b *BMC) reportedPowerLocked() PowerState {
 		return PowerOn
 	}
 	return PowerOff
-}
-
-// advanceTasksLocked completes the update tasks whose time has come and
-// applies their firmware versions.
-func (b *BMC) advanceTasksLocked() {
-	now := b.opts.Clock()
-	for _, t := range b.tasks {
-		if t.applied || now.Before(t.finishes) {
-			continue
-		}
-		t.applied = true
-		for i := range b.firmware {
-			if b.firmware[i].ID == t.target {
-				b.firmware[i].Version = t.version
-			}
-		}
-		b.logLocked("OK", fmt.Sprintf("Firmware %s updated to %s", t.target, t.version))
-	}
 }
 
 // firmwareVersionLocked is the current version of a firmware component.

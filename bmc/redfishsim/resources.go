@@ -735,25 +735,3 @@ func (b *BMC) taskServiceResource() obj {
 		"Status":                       enabled(),
 	}
 }
-
-func (b *BMC) taskResource(path string, t *task) obj {
-	doc := obj{
-		"@odata.id":       path,
-		"@odata.type":     "#Task.v1_7_0.Task",
-		"Id":              t.id,
-		"Name":            "Firmware update of " + t.target,
-		"TaskState":       "Running",
-		"TaskStatus":      "OK",
-		"PercentComplete": 0,
-		"StartTime":       t.started.UTC().Format(time.RFC3339),
-		"Payload":         obj{"TargetUri": root + "/UpdateService/Actions/UpdateService.SimpleUpdate", "HttpOperation": "POST"},
-		"Messages":        []obj{},
-	}
-	if t.applied {
-		doc["TaskState"] = "Completed"
-		doc["PercentComplete"] = 100
-		doc["EndTime"] = t.finishes.UTC().Format(time.RFC3339)
-		doc["Messages"] = []obj{{"MessageId": "Update.1.0.UpdateSuccessful", "Message": "Installed " + t.target + " version " + t.version + "."}}
-	}
-	return doc
-}
