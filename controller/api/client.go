@@ -3,12 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -18,17 +21,60 @@ import (
 
 // Client talks to a controller's API.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string
 }
 
-// NewClient returns a client for the controller at base (http://host:port).
-func NewClient(base string) (*Client, error) {
+// Credentials are how a client proves who it is and whom it trusts.
+type Credentials struct {
+	// Token is an API token, sent as "Authorization: Bearer".
+	Token string
+	// CAFile is a PEM bundle that verifies the controller's certificate
+	// (https:// only); empty uses the system roots.
+	CAFile string
+	// CertFile and KeyFile are a client certificate for mutual TLS.
+	CertFile, KeyFile string
+}
+
+// DefaultCredentials are what NewClient uses. The CLI fills them once from
+// its global flags (--token, --ca-cert, --client-cert, --client-key) and
+// their RACKSTRAP_* variables, so every verb authenticates the same way.
+var DefaultCredentials Credentials
+
+// NewClient returns a client for the controller at base (http://host:port
+// or https://host:port) with DefaultCredentials.
+func NewClient(base string) (*Client, error) { return NewClientWith(base, DefaultCredentials) }
+
+// NewClientWith returns a client for the controller at base that presents
+// creds.
+func NewClientWith(base string, creds Credentials) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("invalid controller address %q: use http://HOST:PORT (flag --server or RACKSTRAP_SERVER)", base)
+		return nil, fmt.Errorf("invalid controller address %q: use http://HOST:PORT or https://HOST:PORT (flag --server or RACKSTRAP_SERVER)", base)
 	}
-	return &Client{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second}}, nil
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if creds.CAFile != "" {
+		pem, err := os.ReadFile(creds.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the controller CA bundle: %w; pass the CA the controller's certificate is signed by with --ca-cert", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate; pass the controller's CA certificate with --ca-cert", creds.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	if creds.CertFile != "" || creds.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(creds.CertFile, creds.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load the client certificate: %w; pass both --client-cert and --client-key (PEM)", err)
+		}
+		tlsConf.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConf
+	return &Client{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, token: creds.Token}, nil
 }
 
 // APIError is an error response from the controller.
@@ -65,6 +111,9 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body, out an
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

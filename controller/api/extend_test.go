@@ -129,3 +129,32 @@ func permStrings(ps []Permission) []string {
 	}
 	return out
 }
+
+// TestClientSendsToken: a client made with credentials sends its token, and
+// a bad CA file is refused with a hint.
+func TestClientSendsToken(t *testing.T) {
+	t.Parallel()
+	s, _ := newServer(t)
+	s.SetAuthorizer(func(r *http.Request, perm Permission) (string, error) {
+		if r.Header.Get("Authorization") != "Bearer s3cret" && perm != PermPublic {
+			return "", Errorf(http.StatusUnauthorized, "unauthorized", "pass --token", "no valid token")
+		}
+		return "token:t", nil
+	})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	c, err := NewClientWith(ts.URL, Credentials{Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Nodes(t.Context(), "", ""); err != nil {
+		t.Fatalf("with the token: %v", err)
+	}
+	anon, _ := NewClientWith(ts.URL, Credentials{})
+	if _, err := anon.Nodes(t.Context(), "", ""); err == nil || !strings.Contains(err.Error(), "pass --token") {
+		t.Fatalf("without a token: %v", err)
+	}
+	if _, err := NewClientWith("https://127.0.0.1:1", Credentials{CAFile: "/nonexistent/ca.pem"}); err == nil || !strings.Contains(err.Error(), "--ca-cert") {
+		t.Fatalf("missing CA file: %v", err)
+	}
+}
