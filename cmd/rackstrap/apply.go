@@ -60,7 +60,7 @@ Manifest format:
 				}
 				nodes = append(nodes, m.Nodes()...)
 			}
-			c, err := api.NewClient(g.server)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}

@@ -56,7 +56,7 @@ be stopped); without them the controller at --server verifies its own store.`,
 					reply = api.VerifyReply{Intact: true, Entries: res.Entries, Head: res.Head}
 				}
 			} else {
-				c, err := api.NewClient(g.server)
+				c, err := g.client()
 				if err != nil {
 					return err
 				}

@@ -149,7 +149,7 @@ worked with it (sealed at rest, never shown again).`,
 			for _, f := range found {
 				d := bySlot[f.Address]
 				if enroll && f.Enrolled && d.Match != "mismatched" {
-					if err := enrollFound(ctx, g.server, f, &d, names); err != nil {
+					if err := enrollFound(ctx, g, f, &d, names); err != nil {
 						return err
 					}
 				}
@@ -213,8 +213,8 @@ func loadCredentials(path string) ([]discover.Credential, error) {
 }
 
 // enrollFound declares a found BMC as a node (idempotent by name).
-func enrollFound(ctx context.Context, server string, f discover.Found, d *discovered, names map[string]model.Node) error {
-	c, err := api.NewClient(server)
+func enrollFound(ctx context.Context, g *globals, f discover.Found, d *discovered, names map[string]model.Node) error {
+	c, err := g.client()
 	if err != nil {
 		return err
 	}

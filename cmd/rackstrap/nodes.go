@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
 )
@@ -31,7 +30,7 @@ func newNodesListCmd(g *globals) *cobra.Command {
   rackstrap nodes list --state Failed,Quarantined --rack r12 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := api.NewClient(g.server)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
@@ -82,7 +81,7 @@ func newNodesShowCmd(g *globals) *cobra.Command {
 		Short: "Show a node, its failure if any, and its timeline of steps",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.NewClient(g.server)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
@@ -146,7 +145,7 @@ func newNodesActCmd(g *globals) *cobra.Command {
 			return out, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := api.NewClient(g.server)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/manifest"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 
@@ -53,7 +52,7 @@ func newReportCmd(g *globals) *cobra.Command {
 				if rack == "" {
 					return errors.New("report: give --rack R (the rack whose nodes the controller reports), or --from DIR")
 				}
-				if manifest, nodes, err = fromController(contextOrBackground(cmd), g.server, rack, manifestFile); err != nil {
+				if manifest, nodes, err = fromController(contextOrBackground(cmd), g, rack, manifestFile); err != nil {
 					return fmt.Errorf("report: %w", err)
 				}
 			}
@@ -172,8 +171,8 @@ func newReportVerifyCmd(g *globals) *cobra.Command {
 
 // fromController reads a rack's nodes from the controller's API, and its
 // expected slots from a rack manifest when one is given.
-func fromController(ctx context.Context, server, rack, manifestFile string) (*report.Manifest, []report.NodeInput, error) {
-	c, err := api.NewClient(server)
+func fromController(ctx context.Context, g *globals, rack, manifestFile string) (*report.Manifest, []report.NodeInput, error) {
+	c, err := g.client()
 	if err != nil {
 		return nil, nil, err
 	}

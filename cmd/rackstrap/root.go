@@ -28,9 +28,11 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.creds.CAFile, "ca-cert", envOr("RACKSTRAP_CA_CERT", ""), "PEM `FILE` of the CA that signed the controller's certificate, for https:// servers (env RACKSTRAP_CA_CERT)")
 	root.PersistentFlags().StringVar(&g.creds.CertFile, "client-cert", envOr("RACKSTRAP_CLIENT_CERT", ""), "PEM client certificate `FILE` for mutual TLS (env RACKSTRAP_CLIENT_CERT)")
 	root.PersistentFlags().StringVar(&g.creds.KeyFile, "client-key", envOr("RACKSTRAP_CLIENT_KEY", ""), "PEM private key `FILE` of --client-cert (env RACKSTRAP_CLIENT_KEY)")
-	root.PersistentPreRun = func(*cobra.Command, []string) { api.DefaultCredentials = g.creds }
 	for _, c := range commands(g) {
 		root.AddCommand(c)
 	}
 	return root
 }
+
+// client returns an API client for --server with the global credentials.
+func (g *globals) client() (*api.Client, error) { return api.NewClientWith(g.server, g.creds) }

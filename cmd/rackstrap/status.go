@@ -19,7 +19,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Summarise every rack: how many nodes are in each state, and which need a technician",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := api.NewClient(g.server)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
@@ -85,7 +85,7 @@ Idempotent: a node already there is reported as such.`,
 			if (rack != "") == all && len(args) == 0 || (rack != "" || all) && len(args) > 0 {
 				return errors.New("give --rack R, --all, or node names (one of them)")
 			}
-			c, err := api.NewClient(g.server)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}

@@ -37,14 +37,9 @@ type Credentials struct {
 	CertFile, KeyFile string
 }
 
-// DefaultCredentials are what NewClient uses. The CLI fills them once from
-// its global flags (--token, --ca-cert, --client-cert, --client-key) and
-// their RACKSTRAP_* variables, so every verb authenticates the same way.
-var DefaultCredentials Credentials
-
 // NewClient returns a client for the controller at base (http://host:port
-// or https://host:port) with DefaultCredentials.
-func NewClient(base string) (*Client, error) { return NewClientWith(base, DefaultCredentials) }
+// or https://host:port) that presents no credentials.
+func NewClient(base string) (*Client, error) { return NewClientWith(base, Credentials{}) }
 
 // NewClientWith returns a client for the controller at base that presents
 // creds.
