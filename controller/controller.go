@@ -5,12 +5,14 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -166,6 +168,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 			return fmt.Errorf("%s: %w", f.Name(), err)
 		}
 		log.Info("feature on", "feature", f.Name())
+	}
+	if rt.apiTLS != nil {
+		ln = tls.NewListener(ln, rt.apiTLS)
+		apiURL = "https://" + strings.TrimPrefix(apiURL, "http://")
 	}
 	hs := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second}
 	services = append([]service{{name: "api", serve: func(ctx context.Context) error {

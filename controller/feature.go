@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"sync"
 
@@ -45,7 +46,13 @@ type Runtime struct {
 
 	services []service
 	dhcpObs  *fanout
+	apiTLS   *tls.Config
 }
+
+// ServeAPIWithTLS makes the API listener speak TLS with conf (for mutual
+// TLS set conf.ClientAuth; agents without a certificate still need
+// tls.VerifyClientCertIfGiven or weaker). The last call wins.
+func (rt *Runtime) ServeAPIWithTLS(conf *tls.Config) { rt.apiTLS = conf }
 
 // Go runs serve for the controller's lifetime, started after the
 // built-in services; an error it returns stops the controller.

@@ -2,8 +2,16 @@ package controller_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -96,4 +104,59 @@ func TestFeatureHooks(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// tlsFeature serves the API over TLS with a certificate made for the test.
+type tlsFeature struct{ cert tls.Certificate }
+
+func (f tlsFeature) Name() string { return "tls" }
+func (f tlsFeature) Start(_ context.Context, rt *controller.Runtime) error {
+	rt.ServeAPIWithTLS(&tls.Config{Certificates: []tls.Certificate{f.cert}, MinVersion: tls.VersionTLS12})
+	return nil
+}
+
+// TestFeatureServesAPIWithTLS: a feature can put the API behind TLS.
+func TestFeatureServesAPIWithTLS(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rackstrap-test"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	cfg := controller.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 0},
+		Features: []controller.Feature{tlsFeature{tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan *controller.Controller, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- controller.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(c *controller.Controller) { ready <- c })
+	}()
+	var c *controller.Controller
+	select {
+	case c = <-ready:
+	case err := <-done:
+		t.Fatalf("controller stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("controller did not start")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	cl := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := cl.Get("https://" + c.API + "/healthz")
+	if err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /healthz over TLS = %d", resp.StatusCode)
+	}
+	if resp, err := http.Get("http://" + c.API + "/healthz"); err == nil && resp.StatusCode == 200 {
+		t.Error("plain HTTP was answered by a TLS API")
+	}
+	cancel()
+	<-done
 }
