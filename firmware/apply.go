@@ -23,9 +23,15 @@ type Request struct {
 	Component string
 	// Package is verified (sha256, signature) before anything is sent.
 	Package Package
-	// ImageURI is where the BMC fetches the package: an http(s) URL served
-	// by the caller, whose bytes are Package.File's.
+	// ImageURI is where the BMC fetches the package for SimpleUpdate: an
+	// http(s) URL served by the caller, whose bytes are Package.File's.
+	// Without one, only a multipart push can send the package.
 	ImageURI string
+	// Transfer chooses how the package reaches the BMC: TransferAuto (the
+	// default) pushes it when the UpdateService advertises
+	// MultipartHttpPushUri and has no ImageURI to fetch, or is told to
+	// prefer the push by PreferPush; otherwise SimpleUpdate.
+	Transfer Transfer
 	// ResumeTask is the task of an earlier attempt with this key (from
 	// OnTask or Result.Task, as the caller persisted it): Apply waits for it
 	// and reports its outcome instead of starting another update.
@@ -47,7 +53,10 @@ type Result struct {
 	Changed bool   `json:"changed"`
 	Task    string `json:"task,omitempty"` // the BMC's task URI
 	Reset   Reset  `json:"reset,omitempty"`
-	Note    string `json:"note,omitempty"`
+	// Via is how the package went to the BMC: "SimpleUpdate" or
+	// "MultipartHttpPush" (empty when nothing was sent).
+	Via  string `json:"via,omitempty"`
+	Note string `json:"note,omitempty"`
 	// Duration is the time Apply took.
 	Duration time.Duration `json:"duration"`
 }
@@ -129,6 +138,17 @@ func (q Request) validate() error {
 		return errors.New("no component")
 	case q.Package.Version == "" || !version.Valid(q.Package.Version):
 		return fmt.Errorf("the package names no comparable version (%q)", q.Package.Version)
+	}
+	switch q.Transfer {
+	case TransferAuto, TransferSimple, TransferPush:
+	default:
+		return fmt.Errorf("transfer %q: want auto, simple-update or multipart-push", q.Transfer)
+	}
+	if q.ImageURI == "" {
+		if q.Transfer == TransferSimple {
+			return errors.New("SimpleUpdate needs an image URI the BMC can fetch the package from")
+		}
+		return nil
 	}
 	u, err := url.Parse(q.ImageURI)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -212,15 +232,9 @@ func (a *applier) run(ctx context.Context) error {
 	}
 
 	// Act.
-	if a.us.SimpleUpdate == "" {
-		return &bmc.Error{Op: a.op, Host: a.ep.String(), Class: bmc.ClassUnsupported, Err: errors.New("the UpdateService has no SimpleUpdate action")}
-	}
-	rep, err := a.r.do(ctx, http.MethodPost, a.us.SimpleUpdate, map[string]any{
-		"ImageURI": a.req.ImageURI,
-		"Targets":  []string{comp.link},
-	})
+	rep, err := a.send(ctx, comp)
 	if err != nil {
-		return wrapBMC(a.op+": SimpleUpdate", a.ep, err)
+		return err
 	}
 	a.res.Changed = true
 	task = taskOf(rep)

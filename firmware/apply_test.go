@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -130,32 +129,6 @@ func TestApplyPackageRefusedBeforeAnythingIsSent(t *testing.T) {
 	}
 }
 
-// failingTasks wraps a simulated BMC so that its update tasks end in
-// Exception (the simulator has no such fault): the BMC is still served over
-// a real socket and the client under test is the real one.
-func failingTasks(t *testing.T, sim *redfishsim.BMC) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/redfish/v1/TaskService/Tasks/") {
-			sim.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		sim.ServeHTTP(rec, r)
-		var doc map[string]any
-		if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || rec.Code != http.StatusOK {
-			w.WriteHeader(rec.Code)
-			_, _ = w.Write(rec.Body.Bytes())
-			return
-		}
-		doc["TaskState"], doc["TaskStatus"] = "Exception", "Critical"
-		doc["Messages"] = []map[string]any{{"MessageId": "Update.1.0.ApplyFailed", "Message": "The image failed verification on the BMC."}}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(doc)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 func TestApplyFailures(t *testing.T) {
 	t.Parallel()
 	k := newKey(t)
@@ -164,14 +137,27 @@ func TestApplyFailures(t *testing.T) {
 
 	t.Run("task fails", func(t *testing.T) {
 		t.Parallel()
-		sim, err := redfishsim.New(redfishsim.SampleNode(3), redfishsim.Options{UpdateDuration: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ep := bmc.Endpoint{Address: failingTasks(t, sim), Username: "admin", Password: "password"}
-		_, err = New(fastConfig(t, k)).Apply(context.Background(), ep, req)
+		sim := startSim(t, redfishsim.Options{UpdateDuration: 100 * time.Millisecond}, redfishsim.SampleNode(3))
+		sim.SetUpdateFault(redfishsim.UpdateFault{TaskFails: true})
+		_, err := New(fastConfig(t, k)).Apply(context.Background(), endpointOf(sim), req)
 		if !errors.Is(err, ErrTaskFailed) || !strings.Contains(err.Error(), "ended Exception (Critical): The image failed verification on the BMC.") {
 			t.Errorf("Apply = %v, want %s with the BMC's message", err, ClassTaskFailed)
+		}
+		if v := fwVersion(sim, "BMC"); v != "1.4.2" {
+			t.Errorf("BMC firmware = %s after a failed task, want 1.4.2", v)
+		}
+	})
+	t.Run("BMC reboots after the update and comes back late", func(t *testing.T) {
+		t.Parallel()
+		sim := startSim(t, redfishsim.Options{UpdateDuration: 50 * time.Millisecond}, redfishsim.SampleNode(18))
+		sim.SetUpdateFault(redfishsim.UpdateFault{RebootDowntime: 700 * time.Millisecond})
+		start := time.Now()
+		res, err := New(fastConfig(t, k)).Apply(context.Background(), endpointOf(sim), req)
+		if err != nil || res.To != "1.5.0" {
+			t.Fatalf("Apply = %+v, %v; want 1.5.0 once the BMC is back", res, err)
+		}
+		if d := time.Since(start); d < 700*time.Millisecond {
+			t.Errorf("Apply verified after %s, before the BMC came back", d)
 		}
 	})
 	t.Run("task never finishes", func(t *testing.T) {
@@ -255,9 +241,8 @@ func TestApplyFailures(t *testing.T) {
 	t.Run("version unchanged after success", func(t *testing.T) {
 		t.Parallel()
 		sim := startSim(t, redfishsim.Options{}, redfishsim.SampleNode(10))
-		r := req
-		r.ImageURI = imageURI("bmc-1.4.2.bin") // the BMC installs what it is given, which is not 1.5.0
-		_, err := New(fastConfig(t, k)).Apply(context.Background(), endpointOf(sim), r)
+		sim.SetUpdateFault(redfishsim.UpdateFault{Unchanged: true})
+		_, err := New(fastConfig(t, k)).Apply(context.Background(), endpointOf(sim), req)
 		if !errors.Is(err, ErrVersionMismatch) || !strings.Contains(err.Error(), `BMC reports version "1.4.2", want 1.5.0`) {
 			t.Errorf("Apply = %v, want %s", err, ClassVersionMismatch)
 		}
@@ -268,6 +253,8 @@ func TestApplyFailures(t *testing.T) {
 			{Component: "BMC", Package: pkg, ImageURI: imageURI("bmc-1.5.0.bin")},
 			{Key: "k", Package: pkg, ImageURI: imageURI("bmc-1.5.0.bin")},
 			{Key: "k", Component: "BMC", Package: pkg, ImageURI: "file:///srv/bmc-1.5.0.bin"},
+			{Key: "k", Component: "BMC", Package: pkg, Transfer: TransferSimple},
+			{Key: "k", Component: "BMC", Package: pkg, Transfer: "ftp"},
 			{Key: "k", Component: "BMC", Package: Package{File: pkg.File, SHA256: pkg.SHA256}, ImageURI: imageURI("bmc-1.5.0.bin")},
 		} {
 			if _, err := New(fastConfig(t, k)).Apply(context.Background(), bmc.Endpoint{Address: "127.0.0.1:1"}, r); err == nil {

@@ -264,28 +264,34 @@ type reply struct {
 // do sends one request and reads the whole (bounded) answer. A non-2xx
 // status is an *httpError.
 func (r *rf) do(ctx context.Context, method, link string, body any) (reply, error) {
-	target, err := r.resolve(link)
-	if err != nil {
-		return reply{}, err
-	}
 	var rd io.Reader
+	ct := ""
 	if body != nil {
 		data, err := json.Marshal(body)
 		if err != nil {
 			return reply{}, err
 		}
-		rd = bytes.NewReader(data)
+		rd, ct = bytes.NewReader(data), "application/json"
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.reqTO)
+	return r.send(ctx, method, link, ct, rd, r.reqTO)
+}
+
+// send is do with a body of any type and its own deadline.
+func (r *rf) send(ctx context.Context, method, link, contentType string, body io.Reader, timeout time.Duration) (reply, error) {
+	target, err := r.resolve(link)
+	if err != nil {
+		return reply{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
 		return reply{}, err
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("OData-Version", "4.0")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.SetBasicAuth(r.ep.Username, r.ep.Password)
 	resp, err := r.hc.Do(req)

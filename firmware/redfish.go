@@ -44,12 +44,16 @@ func parseRoot(data []byte) (rfRoot, error) {
 type rfUpdateService struct {
 	FirmwareInventory string
 	SimpleUpdate      string // the action target
+	// MultipartPush is the MultipartHttpPushUri: where the BMC takes an
+	// image as a multipart/form-data body.
+	MultipartPush string
 }
 
 func parseUpdateService(data []byte) (rfUpdateService, error) {
 	var doc struct {
-		FirmwareInventory odataLink
-		Actions           struct {
+		FirmwareInventory    odataLink
+		MultipartHTTPPushURI string `json:"MultipartHttpPushUri"`
+		Actions              struct {
 			SimpleUpdate struct {
 				Target string `json:"target"`
 			} `json:"#UpdateService.SimpleUpdate"`
@@ -58,7 +62,8 @@ func parseUpdateService(data []byte) (rfUpdateService, error) {
 	if err := decode(data, &doc); err != nil {
 		return rfUpdateService{}, err
 	}
-	return rfUpdateService{FirmwareInventory: doc.FirmwareInventory.ID, SimpleUpdate: doc.Actions.SimpleUpdate.Target}, nil
+	return rfUpdateService{FirmwareInventory: doc.FirmwareInventory.ID, SimpleUpdate: doc.Actions.SimpleUpdate.Target,
+		MultipartPush: doc.MultipartHTTPPushURI}, nil
 }
 
 type rfCollection struct {
