@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rackstrap/rackstrap/bmc"
+	"github.com/rackstrap/rackstrap/controller/fwrun"
+	cstore "github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/firmware"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 	"github.com/rackstrap/rackstrap/images/store"
@@ -29,7 +36,7 @@ func newFirmwareCmd(g *globals) *cobra.Command {
 			"with a baseline: a YAML file naming per component the required version or minimum and the\n" +
 			"package (file, sha256, signature) that brings a component there.",
 	}
-	cmd.AddCommand(newFirmwareInventoryCmd(g), newFirmwareComplianceCmd(g), newFirmwareSignCmd(g))
+	cmd.AddCommand(newFirmwareInventoryCmd(g), newFirmwareComplianceCmd(g), newFirmwareSignCmd(g), newFirmwareApplyCmd(g), newFirmwareRunsCmd(g))
 	return cmd
 }
 
@@ -125,17 +132,23 @@ type bmcCompliance struct {
 
 func newFirmwareComplianceCmd(g *globals) *cobra.Command {
 	var f bmcFlags
-	var baselineFile string
+	var baselineFile, rack string
 	cmd := &cobra.Command{
-		Use:   "compliance --baseline FILE --bmc URL [--bmc URL...] --username NAME --password-file FILE",
+		Use:   "compliance --baseline FILE --bmc URL [--bmc URL...] --username NAME --password-file FILE | compliance [--baseline NAME] [--rack R]",
 		Short: "Compare BMCs' firmware with a baseline: compliant, behind, ahead or unknown per component",
 		Long: "Reads each BMC's firmware inventory and compares every component the baseline governs with\n" +
 			"its requirement. Components behind name the package that brings them to the baseline.\n" +
+			"Without --bmc, asks the controller about its nodes (--rack R narrows them; --baseline names\n" +
+			"a baseline in the controller's --firmware-dir, default its --firmware-baseline).\n" +
 			"Exits 1 when a component is behind, or a BMC could not be read.",
 		Example: `  rackstrap firmware compliance --baseline fleet.yaml --bmc https://10.0.12.11 --username admin --password-file bmc.pass
-  rackstrap firmware compliance --baseline fleet.yaml --bmc 10.0.12.11 --bmc 10.0.12.12 --username admin --password-file bmc.pass -o json`,
+  rackstrap firmware compliance --baseline fleet.yaml --bmc 10.0.12.11 --bmc 10.0.12.12 --username admin --password-file bmc.pass -o json
+  rackstrap firmware compliance --rack r12`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(f.addrs) == 0 {
+				return controllerCompliance(cmd, g, baselineFile, rack)
+			}
 			if baselineFile == "" {
 				return errors.New("firmware compliance: give --baseline FILE (a firmware baseline YAML)")
 			}
@@ -174,7 +187,8 @@ func newFirmwareComplianceCmd(g *globals) *cobra.Command {
 			return errors.Join(errs...)
 		},
 	}
-	cmd.Flags().StringVar(&baselineFile, "baseline", "", "firmware baseline `FILE` (YAML)")
+	cmd.Flags().StringVar(&baselineFile, "baseline", "", "firmware baseline `FILE` (YAML); without --bmc, a baseline name on the controller")
+	cmd.Flags().StringVar(&rack, "rack", "", "without --bmc: only the controller's nodes in `RACK`")
 	f.register(cmd, true)
 	return cmd
 }
@@ -235,4 +249,246 @@ func newFirmwareSignCmd(_ *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&key, "key", "", "ed25519 private `KEY` file")
 	return cmd
+}
+
+// firmwareClient calls the controller's firmware API with the global
+// credentials.
+func firmwareClient(g *globals) (*fwrun.Client, error) {
+	u, err := url.Parse(g.server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid controller address %q: use http://HOST:PORT or https://HOST:PORT (flag --server or RACKSTRAP_SERVER)", g.server)
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if g.creds.CAFile != "" {
+		pem, err := os.ReadFile(g.creds.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the controller CA bundle: %w; pass the CA the controller's certificate is signed by with --ca-cert", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate; pass the controller's CA certificate with --ca-cert", g.creds.CAFile)
+		}
+		conf.RootCAs = pool
+	}
+	if g.creds.CertFile != "" || g.creds.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(g.creds.CertFile, g.creds.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load the client certificate: %w; pass both --client-cert and --client-key (PEM)", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = conf
+	// Planning reads every node's BMC: give it time.
+	return fwrun.NewClient(g.server, &http.Client{Timeout: 10 * time.Minute, Transport: tr}, g.creds.Token), nil
+}
+
+func controllerCompliance(cmd *cobra.Command, g *globals, baseline, rack string) error {
+	c, err := firmwareClient(g)
+	if err != nil {
+		return err
+	}
+	list, err := c.Compliance(contextOrBackground(cmd), baseline, rack)
+	if err != nil {
+		return fmt.Errorf("firmware compliance: %w", err)
+	}
+	behind, failed := 0, 0
+	for _, n := range list {
+		behind += n.Summary[firmware.Behind]
+		if n.Error != "" {
+			failed++
+		}
+	}
+	if err := render(cmd.OutOrStdout(), g.output, list, func(w *tabwriter.Writer) { nodeComplianceTable(w, list) }); err != nil {
+		return err
+	}
+	var errs []error
+	if failed > 0 {
+		errs = append(errs, fmt.Errorf("the firmware of %d node(s) could not be read; the table says why", failed))
+	}
+	if behind > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d component(s) behind; bring them to the baseline with 'rackstrap firmware apply'", errBehind, behind))
+	}
+	return errors.Join(errs...)
+}
+
+// nodeComplianceTable prints one line per node and component.
+func nodeComplianceTable(w *tabwriter.Writer, list []fwrun.NodeCompliance) {
+	fmt.Fprintln(w, "NODE\tCOMPONENT\tCURRENT\tREQUIRED\tSTATE\tPACKAGE")
+	for _, n := range list {
+		if n.Error != "" {
+			fmt.Fprintf(w, "%s\t-\t-\t-\tERROR\t%s\n", n.Node, n.Error)
+			continue
+		}
+		for _, st := range n.Status {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, st.Component, dash(st.Current), st.Required, strings.ToUpper(string(st.State)), dash(st.Package))
+		}
+	}
+}
+
+func newFirmwareApplyCmd(g *globals) *cobra.Command {
+	var (
+		req  fwrun.RunRequest
+		wait bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply --baseline NAME [--rack R] [--wave-size N] [--max-failures K] [--dry-run]",
+		Short: "Bring nodes to a firmware baseline in staged waves, a canary first (the controller runs it)",
+		Long: "Asks the controller to plan a firmware run: which nodes (at rest: Enrolled, Validated, Ready or\n" +
+			"Quarantined) need which packages of the baseline (a file in the controller's --firmware-dir), in a\n" +
+			"canary wave and then waves of --wave-size. The controller stores the plan and runs it: each\n" +
+			"package is verified (sha256, signature) before it is sent, the BMC's task is polled, the reset\n" +
+			"the package needs is applied and the new version verified. The run stops when --max-failures\n" +
+			"nodes failed (or the canary did); failed nodes are quarantined with the reason. A controller\n" +
+			"restarted mid-run resumes it without flashing anything twice. --dry-run prints the plan and\n" +
+			"changes nothing.",
+		Example: `  rackstrap firmware apply --baseline dgx-h100-2026q4 --rack r12 --dry-run
+  rackstrap firmware apply --baseline dgx-h100-2026q4 --rack r12 --wave-size 8 --max-failures 2 --wait`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := firmwareClient(g)
+			if err != nil {
+				return err
+			}
+			ctx := contextOrBackground(cmd)
+			plan, err := c.Start(ctx, req)
+			if err != nil {
+				return fmt.Errorf("firmware apply: %w", err)
+			}
+			out := cmd.OutOrStdout()
+			if err := render(out, g.output, plan, func(w *tabwriter.Writer) { planTable(w, plan) }); err != nil {
+				return err
+			}
+			if plan.Run == nil || !wait {
+				return nil
+			}
+			for {
+				v, err := c.Run(ctx, plan.Run.ID)
+				if err != nil {
+					return err
+				}
+				if v.Status != cstore.FirmwareRunning {
+					if g.output == "table" {
+						tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+						runTable(tw, v)
+						tw.Flush()
+					}
+					if v.Status == cstore.FirmwareStopped {
+						return fmt.Errorf("firmware run %d stopped: %s", v.ID, v.Reason)
+					}
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&req.Baseline, "baseline", "", "baseline `NAME`: a file in the controller's --firmware-dir (default: its --firmware-baseline)")
+	fl.StringVar(&req.Rack, "rack", "", "only nodes in `RACK`")
+	fl.StringSliceVar(&req.Nodes, "node", nil, "only these `NODE`s (repeatable)")
+	fl.IntVar(&req.Canary, "canary", 1, "nodes in the canary wave; a canary failure stops the run")
+	fl.IntVar(&req.WaveSize, "wave-size", 10, "nodes per wave after the canary")
+	fl.IntVar(&req.MaxFailures, "max-failures", 1, "stop the run when this many nodes failed")
+	fl.BoolVar(&req.DryRun, "dry-run", false, "print the plan; store nothing and send nothing")
+	fl.BoolVar(&wait, "wait", false, "wait for the run to end and print its outcome (exit 1 when it stopped)")
+	return cmd
+}
+
+func planTable(w *tabwriter.Writer, p fwrun.PlanReply) {
+	wave := map[string]int{}
+	for i, nodes := range p.Waves {
+		for _, n := range nodes {
+			wave[n] = i
+		}
+	}
+	fmt.Fprintln(w, "NODE\tSTATE\tWAVE\tCOMPONENT\tFROM\tTO\tPACKAGE")
+	for _, n := range p.Nodes {
+		switch {
+		case n.Skipped != "":
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\tskipped: %s\n", n.Node, n.State, n.Skipped)
+		case len(n.Updates) == 0:
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\tcompliant\n", n.Node, n.State)
+		}
+		for _, u := range n.Updates {
+			label := fmt.Sprint(wave[n.Node])
+			if wave[n.Node] == 0 {
+				label = "canary"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Node, n.State, label, u.Component, dash(u.From), u.To, filepath.Base(u.Package.File))
+		}
+	}
+	w.Flush()
+	fmt.Fprintln(w)
+	switch {
+	case p.DryRun:
+		fmt.Fprintf(w, "Dry run: %d wave(s) (canary %d, waves of %d, stop at %d failure(s)); nothing was stored or sent.\n",
+			len(p.Waves), p.Policy.Canary, p.Policy.WaveSize, p.Policy.MaxFailures)
+	case p.Run != nil:
+		fmt.Fprintf(w, "Started firmware run %d: %d wave(s); follow it with 'rackstrap firmware runs %d'.\n", p.Run.ID, len(p.Waves), p.Run.ID)
+	default:
+		fmt.Fprintln(w, "Nothing to update: every node at rest is at its baseline.")
+	}
+}
+
+func runTable(w *tabwriter.Writer, v fwrun.RunView) {
+	fmt.Fprintf(w, "Firmware run %d: baseline %s, %s", v.ID, v.Baseline, strings.ToUpper(v.Status))
+	if v.Reason != "" {
+		fmt.Fprintf(w, " (%s)", v.Reason)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "NODE\tWAVE\tOUTCOME\tMESSAGE")
+	for _, n := range v.Nodes {
+		outcome := n.Outcome
+		if outcome == "" {
+			outcome = "pending"
+			if v.Status != cstore.FirmwareRunning {
+				outcome = "not started"
+			}
+		}
+		msg := n.Message
+		if len(msg) > 120 {
+			msg = msg[:117] + "..."
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", n.Node, n.Wave, outcome, dash(msg))
+	}
+}
+
+func newFirmwareRunsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "runs [ID]",
+		Short: "List firmware runs, or show one: its waves, each node's outcome and each step",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := firmwareClient(g)
+			if err != nil {
+				return err
+			}
+			ctx := contextOrBackground(cmd)
+			if len(args) == 1 {
+				id, err := strconv.ParseInt(args[0], 10, 64)
+				if err != nil {
+					return fmt.Errorf("firmware runs: %q is not a run id", args[0])
+				}
+				v, err := c.Run(ctx, id)
+				if err != nil {
+					return err
+				}
+				return render(cmd.OutOrStdout(), g.output, v, func(w *tabwriter.Writer) { runTable(w, v) })
+			}
+			runs, err := c.Runs(ctx)
+			if err != nil {
+				return err
+			}
+			return render(cmd.OutOrStdout(), g.output, runs, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "ID\tBASELINE\tRACK\tSTATUS\tBY\tSTARTED\tREASON")
+				for _, r := range runs {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Baseline, dash(r.Rack), r.Status, r.Actor, r.Created.Format(time.RFC3339), dash(r.Reason))
+				}
+			})
+		},
+	}
 }

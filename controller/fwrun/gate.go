@@ -1,0 +1,57 @@
+package fwrun
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/firmware"
+)
+
+// Gate is the lifecycle gate of firmware: it holds a node that a running
+// firmware run has not finished with, and (by policy) a node behind its
+// baseline, from imaging or hand-off.
+func (r *Runner) Gate() lifecycle.Gate { return gate{r} }
+
+type gate struct{ r *Runner }
+
+var _ lifecycle.Gate = gate{}
+
+func (gate) Name() string { return "firmware" }
+
+func (g gate) Hold(ctx context.Context, n model.Node, next model.State) (string, error) {
+	r := g.r
+	run, err := r.db.FirmwareHold(ctx, n.Name)
+	if err != nil {
+		return "", err
+	}
+	if run != 0 {
+		return fmt.Sprintf("firmware run %d is updating this node; it moves on once its update is verified ('rackstrap firmware runs %d')", run, run), nil
+	}
+	switch {
+	case r.cfg.Hold == HoldImaging && (next == model.Imaging || next == model.HandedOff):
+	case r.cfg.Hold == HoldHandoff && next == model.HandedOff:
+	default:
+		return "", nil
+	}
+	b, err := r.policyBaseline()
+	if err != nil {
+		return "", err
+	}
+	comps, err := r.components(ctx, n)
+	if err != nil {
+		return "", fmt.Errorf("read the firmware of %s: %w", n.Name, err)
+	}
+	var behind []string
+	for _, s := range firmware.Compliance(b, comps) {
+		if s.State == firmware.Behind {
+			behind = append(behind, fmt.Sprintf("%s %s is behind baseline %s", s.Component, s.Current, strings.TrimPrefix(s.Required, ">= ")))
+		}
+	}
+	if len(behind) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("%s: run 'rackstrap firmware apply --baseline %s'", strings.Join(behind, "; "), r.cfg.Baseline), nil
+}
