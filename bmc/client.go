@@ -13,12 +13,14 @@ package bmc
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,7 +138,16 @@ type Config struct {
 	// IPMICipherSuite is passed to ipmitool -C (default "3": ipmi_sim and
 	// many BMCs reject 17).
 	IPMICipherSuite string
-	Logger          *slog.Logger
+	// Quirks are a site's rows of the quirks table, matched before
+	// DefaultQuirks (see QuirkRule).
+	Quirks []QuirkRule
+	// RootCAs, when set, is the operator's CA bundle: a BMC's certificate
+	// must chain to it and name the address the BMC is reached at (an IP
+	// SAN for an IP address). A certificate pinned on the endpoint is still
+	// checked as well. Nil: BMC certificates are trusted on first use and
+	// pinned (Endpoint.CertSHA256).
+	RootCAs *x509.CertPool
+	Logger  *slog.Logger
 	// OnOperation, when set, is called after every operation (for the
 	// audit log). It must not block.
 	OnOperation func(Record)
@@ -198,6 +209,7 @@ type Client struct {
 	cfg Config
 
 	tlsSessions tls.ClientSessionCache
+	quirks      *quirkBook
 
 	mu    sync.Mutex
 	locks map[string]*bmcLock
@@ -214,7 +226,9 @@ const maxKeys = 4096
 
 // New returns a Client.
 func New(cfg Config) *Client {
-	return &Client{cfg: cfg.withDefaults(), locks: map[string]*bmcLock{}, done: map[string]Result{}, tlsSessions: tls.NewLRUClientSessionCache(4096)}
+	cfg = cfg.withDefaults()
+	return &Client{cfg: cfg, locks: map[string]*bmcLock{}, done: map[string]Result{}, tlsSessions: tls.NewLRUClientSessionCache(4096),
+		quirks: newQuirkBook(cfg.Quirks)}
 }
 
 // lock waits until no other operation runs on the BMC.
@@ -276,6 +290,7 @@ type conn struct {
 	tr  *transport
 	bc  *bmclib.Client // nil until openBMCLib
 	rf  *rfReader      // Redfish only
+	q   *quirkSet      // the BMC's quirks, once looked up
 }
 
 // run is the frame of every operation: deadline, per-BMC lock, connection,
@@ -323,13 +338,17 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 		r.Changed, r.Note = false, "idempotency key already carried out: "+r.Note
 		return r, nil
 	}
-	cn := &conn{ep: ep, tgt: tgt, tr: newTransport(ctx, ep, c.cfg.MaxBody, c.tlsSessions)}
+	cn := &conn{ep: ep, tgt: tgt, tr: newTransport(ctx, ep, tgt.host, c.cfg.MaxBody, c.tlsSessions, c.cfg.RootCAs)}
 	defer cn.tr.close()
 	if ep.proto() == Redfish {
-		cn.rf = &rfReader{base: tgt.baseURL(), user: ep.Username, pass: ep.Password, hc: cn.tr.client()}
+		cn.rf = &rfReader{base: tgt.baseURL(), hostPort: tgt.hostPort(), user: ep.Username, pass: ep.Password, hc: cn.tr.client(), book: c.quirks}
+		if k, ok := c.quirks.host(tgt.hostPort()); ok {
+			cn.rf.key = k
+			cn.rf.useSession = c.quirks.lookup(k).has(QuirkSessionAuth)
+		}
 	}
 	defer func() {
-		if cn.bc == nil {
+		if cn.bc == nil && (cn.rf == nil || cn.rf.token == "") {
 			return
 		}
 		// Log out even when the operation ran out of time: a BMC has few
@@ -337,9 +356,21 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer ccancel()
 		cn.tr.rebind(cctx)
-		_ = cn.bc.Close(cctx)
+		if cn.bc != nil {
+			_ = cn.bc.Close(cctx)
+		}
+		if cn.rf != nil {
+			cn.rf.logout(cctx)
+		}
 	}()
 	res, err := fn(ctx, cn)
+	if cn.rf != nil {
+		for _, q := range cn.rf.learned {
+			if c.quirks.learn(cn.rf.key, q) {
+				c.cfg.Logger.Info("bmc quirk learned", "bmc", ep.String(), "model", cn.rf.key.String(), "quirk", q)
+			}
+		}
+	}
 	if err != nil && ep.proto() == IPMI && classify(err) == ClassUnreachable {
 		err = c.explainIPMI(ctx, tgt, err)
 	}
@@ -384,6 +415,45 @@ func (c *Client) openBMCLib(ctx context.Context, cn *conn) error {
 		return fmt.Errorf("open: %w", err)
 	}
 	return nil
+}
+
+// quirkSet returns the BMC's quirks (none over IPMI), reading its identity
+// when this Client does not know its model yet.
+func (c *Client) quirkSet(ctx context.Context, cn *conn) (quirkSet, error) {
+	if cn.rf == nil {
+		return quirkSet{}, nil
+	}
+	if cn.q != nil {
+		return *cn.q, nil
+	}
+	if cn.rf.key == (modelKey{}) {
+		if _, err := cn.rf.readIdentity(ctx); err != nil {
+			return quirkSet{}, err
+		}
+	}
+	q := c.quirks.lookup(cn.rf.key)
+	cn.q = &q
+	return q, nil
+}
+
+// quirkNames are the BMC's quirks: the table's, those learned before, and
+// those this operation learned.
+func (c *Client) quirkNames(cn *conn) []Quirk {
+	out := c.quirks.lookup(cn.rf.key).names()
+	for _, q := range cn.rf.learned {
+		if !slices.Contains(out, q) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// learn records a quirk the operation saw (against the BMC's model, when
+// the operation ends).
+func (cn *conn) learn(q Quirk) {
+	if cn.rf != nil && !slices.Contains(cn.rf.learned, q) {
+		cn.rf.learned = append(cn.rf.learned, q)
+	}
 }
 
 func hostForURL(h string) string {

@@ -89,12 +89,25 @@ func (e *AuthError) Unwrap() error { return e.Err }
 // FailureClass is ClassAuth.
 func (e *AuthError) FailureClass() string { return ClassAuth }
 
-// CertError is a BMC presenting a certificate other than the pinned one.
+// CertError is a BMC presenting a certificate other than the pinned one,
+// or one the operator's CA bundle does not vouch for.
 type CertError struct {
-	Want, Got string // hex SHA-256 fingerprints
+	Want, Got string // hex SHA-256 fingerprints; Want is "" without a pin
+	// CA: the certificate was checked against the CA bundle
+	// (Config.RootCAs); ChainErr is why it did not verify, nil when it did.
+	CA       bool
+	ChainErr error
 }
 
 func (e *CertError) Error() string {
+	switch {
+	case e.Want == "":
+		return fmt.Sprintf("TLS certificate sha256:%s is not trusted by the CA bundle: %v", e.Got, e.ChainErr)
+	case e.CA && e.ChainErr == nil:
+		return fmt.Sprintf("TLS certificate changed: fingerprint sha256:%s, pinned sha256:%s (the new certificate is signed by the CA bundle)", e.Got, e.Want)
+	case e.CA:
+		return fmt.Sprintf("TLS certificate changed: fingerprint sha256:%s, pinned sha256:%s, and the CA bundle does not vouch for it: %v", e.Got, e.Want, e.ChainErr)
+	}
 	return fmt.Sprintf("TLS certificate changed: fingerprint sha256:%s, pinned sha256:%s", e.Got, e.Want)
 }
 
@@ -122,7 +135,7 @@ func remedy(class string) string {
 	case ClassStateUnconfirmed:
 		return "the BMC accepted the request but did not reach the state; check the BMC's event log, or reset the BMC"
 	case ClassCertChanged:
-		return "if the BMC's certificate was replaced on purpose, re-pin it with 'rackstrap bmc trust'"
+		return "if the BMC's certificate was replaced on purpose, re-pin it with 'rackstrap bmc trust' (with a CA bundle: have the CA sign the BMC's certificate, for the address it is reached at)"
 	}
 	return ""
 }
@@ -133,6 +146,7 @@ var (
 	errBodyTooLarge = errors.New("reply body exceeds the size limit")
 	errRedirect     = errors.New("too many or cross-host redirects")
 	errContentType  = errors.New("reply is not JSON")
+	errForeignHost  = errors.New("request to a host other than the BMC")
 )
 
 // classify maps an error from bmclib, gofish, net/http or ipmitool onto a
@@ -160,7 +174,7 @@ func classify(err error) string {
 			return ClassAuth
 		}
 		return ClassBMCError
-	case errors.Is(err, errBodyTooLarge), errors.Is(err, errRedirect), errors.Is(err, errContentType),
+	case errors.Is(err, errBodyTooLarge), errors.Is(err, errRedirect), errors.Is(err, errContentType), errors.Is(err, errForeignHost),
 		errors.As(err, &syn), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF):
 		return ClassProtocol
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
@@ -182,7 +196,7 @@ func classify(err error) string {
 	case strings.Contains(s, "does not support"), strings.Contains(s, "not a supported media type"),
 		strings.Contains(s, "no virtual media found"):
 		return ClassUnsupported
-	case strings.Contains(s, errBodyTooLarge.Error()), strings.Contains(s, errRedirect.Error()),
+	case strings.Contains(s, errBodyTooLarge.Error()), strings.Contains(s, errRedirect.Error()), strings.Contains(s, errForeignHost.Error()),
 		strings.Contains(s, errContentType.Error()), strings.Contains(s, "invalid character"),
 		strings.Contains(s, "unexpected end of json"), strings.Contains(s, "unexpected eof"):
 		// gofish flattens collection errors into text.

@@ -30,11 +30,19 @@ type identity struct {
 	system rfSystem
 }
 
-// readIdentity reads the service root and the (first) computer system.
+// readIdentity reads the service root and the (first) computer system. The
+// root (readable without credentials) already tells the vendor: a BMC the
+// quirks table lists as session-only gets a session before the system is
+// read. The BMC's model is remembered for the operations that read no
+// identity.
 func (r *rfReader) readIdentity(ctx context.Context) (*identity, error) {
 	id := &identity{}
 	if err := r.get(ctx, "/redfish/v1/", &id.root); err != nil {
 		return nil, err
+	}
+	r.key = modelKey{vendor: rootVendor(id.root), product: strings.TrimSpace(id.root.Product)}
+	if r.book != nil && r.book.lookup(r.key).has(QuirkSessionAuth) {
+		r.useSession = true
 	}
 	systems, err := r.members(ctx, first(id.root.Systems.ID, "/redfish/v1/Systems"))
 	if err != nil {
@@ -46,7 +54,25 @@ func (r *rfReader) readIdentity(ctx context.Context) (*identity, error) {
 	if err := r.get(ctx, systems[0], &id.system); err != nil {
 		return nil, err
 	}
+	r.key.manufacturer, r.key.model = strings.TrimSpace(id.system.Manufacturer), strings.TrimSpace(id.system.Model)
+	if r.book != nil {
+		r.book.setHost(r.hostPort, r.key)
+	}
 	return id, nil
+}
+
+// rootVendor is the service root's Vendor or, before Redfish 1.5, its
+// (first) Oem key.
+func rootVendor(r rfServiceRoot) string {
+	vendor := strings.TrimSpace(r.Vendor)
+	if vendor == "" {
+		for k := range r.Oem {
+			if vendor == "" || k < vendor {
+				vendor = k
+			}
+		}
+	}
+	return vendor
 }
 
 // readInventory walks a Redfish service into the shared inventory model.

@@ -93,7 +93,26 @@ func (c *Client) Power(ctx context.Context, ep Endpoint, action PowerAction, key
 	default:
 		return Result{}, fmt.Errorf("power %q: unknown action; use on, off, soft-off or cycle", action)
 	}
-	return c.run(ctx, "power "+string(action), ep, key, func(ctx context.Context, cn *conn) (Result, error) {
+	return c.run(ctx, "power "+string(action), ep, key, func(ctx context.Context, cn *conn) (out Result, _ error) {
+		var used []Quirk
+		defer func() { out.Note = quirkNote(out.Note, used...) }()
+		q, err := c.quirkSet(ctx, cn)
+		if err != nil {
+			return Result{}, err
+		}
+		if action == ActionCycle {
+			if cycleType, quirk, err := c.cycleResetType(ctx, cn, q); err != nil {
+				return Result{}, err
+			} else if cycleType == "PowerCycle" {
+				bmclibState = "reset" // bmclib: ResetType PowerCycle
+				used = append(used, quirk)
+			}
+		}
+		settle := c.cfg.SettleTimeout
+		if q.has(QuirkPowerStateLag) {
+			settle *= 4
+			used = append(used, QuirkPowerStateLag)
+		}
 		if err := c.openBMCLib(ctx, cn); err != nil {
 			return Result{}, err
 		}
@@ -118,15 +137,39 @@ func (c *Client) Power(ctx context.Context, ep Endpoint, action PowerAction, key
 		case action == ActionCycle && before == PowerOff:
 			bmclibState = "on"
 			res.Note = "machine was off: powered on"
+			used = slices.DeleteFunc(used, func(q Quirk) bool { return q == QuirkCycleWithPowerCycle })
 		}
 		if _, err := cn.bc.SetPowerState(ctx, bmclibState); err != nil && !softOffQuirk(action, cn, err) {
 			return res, fmt.Errorf("set power %s: %w", bmclibState, err)
 		}
 		res.Changed = true
-		after, err := c.settle(ctx, cn, want)
+		after, err := c.settle(ctx, cn, want, settle)
 		res.After = string(after)
 		return res, err
 	})
+}
+
+// cycleResetType is the ResetType a power cycle uses: PowerCycle for a BMC
+// the quirks table says needs it, or one that does not offer ForceRestart
+// but offers PowerCycle (learned); otherwise bmclib's ForceRestart. Only
+// Redfish has the choice.
+func (c *Client) cycleResetType(ctx context.Context, cn *conn, q quirkSet) (string, Quirk, error) {
+	if cn.rf == nil {
+		return "", "", nil
+	}
+	if q.has(QuirkCycleWithPowerCycle) {
+		return "PowerCycle", QuirkCycleWithPowerCycle, nil
+	}
+	id, err := cn.rf.readIdentity(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	allowed := id.system.Actions.Reset.Allowable
+	if len(allowed) > 0 && !slices.Contains(allowed, "ForceRestart") && slices.Contains(allowed, "PowerCycle") {
+		cn.learn(QuirkCycleWithPowerCycle)
+		return "PowerCycle", QuirkCycleWithPowerCycle, nil
+	}
+	return "ForceRestart", "", nil
 }
 
 // softOffQuirk recognises bmclib v2.3.5's Redfish soft-off, which sends
@@ -136,9 +179,10 @@ func softOffQuirk(action PowerAction, cn *conn, err error) bool {
 	return action == ActionSoftOff && cn.rf != nil && strings.Contains(err.Error(), "provider: gofish, failed to set power state")
 }
 
-// settle polls the power state until it reads want twice in a row.
-func (c *Client) settle(ctx context.Context, cn *conn, want PowerState) (PowerState, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.SettleTimeout)
+// settle polls the power state until it reads want twice in a row, for at
+// most timeout.
+func (c *Client) settle(ctx context.Context, cn *conn, want PowerState, timeout time.Duration) (PowerState, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last PowerState
 	streak := 0
@@ -160,7 +204,7 @@ func (c *Client) settle(ctx context.Context, cn *conn, want PowerState) (PowerSt
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return last, fmt.Errorf("%w: power did not settle %s within %v (last read %s)", ErrStateUnconfirmed, want, c.cfg.SettleTimeout, last)
+			return last, fmt.Errorf("%w: power did not settle %s within %v (last read %s)", ErrStateUnconfirmed, want, timeout, last)
 		case <-t.C:
 		}
 	}
@@ -223,11 +267,29 @@ func (c *Client) SetBootOnce(ctx context.Context, ep Endpoint, dev BootDevice, u
 				return res, nil
 			}
 		}
-		if err := c.openBMCLib(ctx, cn); err != nil {
+		q, err := c.quirkSet(ctx, cn)
+		if err != nil {
 			return res, err
 		}
-		if _, err := cn.bc.SetBootDevice(ctx, string(dev), false, uefi); err != nil {
-			return res, fmt.Errorf("set boot device: %w", err)
+		if q.has(QuirkBootWithoutMode) {
+			// The quirks table says this BMC refuses the mode: send the
+			// override without it rather than a request it refuses.
+			id, err := cn.rf.readIdentity(ctx)
+			if err != nil {
+				return res, err
+			}
+			patch := map[string]any{"Boot": map[string]string{"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": dev.redfishTarget()}}
+			if err := cn.rf.patch(ctx, first(id.system.ODataID, "/redfish/v1/Systems/"+id.system.ID), patch); err != nil {
+				return res, fmt.Errorf("set boot device: %w", err)
+			}
+			res.Note = quirkNote("", QuirkBootWithoutMode)
+		} else {
+			if err := c.openBMCLib(ctx, cn); err != nil {
+				return res, err
+			}
+			if _, err := cn.bc.SetBootDevice(ctx, string(dev), false, uefi); err != nil {
+				return res, fmt.Errorf("set boot device: %w", err)
+			}
 		}
 		res.Changed = true
 		if cn.rf == nil {
@@ -244,7 +306,13 @@ func (c *Client) SetBootOnce(ctx context.Context, ep Endpoint, dev BootDevice, u
 			return res, fmt.Errorf("%w: boot override reads %q after setting %q", ErrStateUnconfirmed, res.After, wantDesc)
 		}
 		if b.BootSourceOverrideMode != mode {
-			res.Note = "the BMC kept boot mode " + first(b.BootSourceOverrideMode, "unset")
+			note := "the BMC kept boot mode " + first(b.BootSourceOverrideMode, "unset")
+			if q.has(QuirkBootWithoutMode) {
+				note = quirkNote(note, QuirkBootWithoutMode)
+			} else {
+				cn.learn(QuirkBootWithoutMode) // bmclib had to drop the mode
+			}
+			res.Note = note
 		}
 		return res, nil
 	})
@@ -252,21 +320,32 @@ func (c *Client) SetBootOnce(ctx context.Context, ep Endpoint, dev BootDevice, u
 
 // virtualCD finds the CD/DVD virtual media slot, under the manager or,
 // like iDRAC, under the system.
-func (cn *conn) virtualCD(ctx context.Context) (rfVirtualMedia, error) {
+// A BMC the quirks table lists with QuirkMediaUnderSystem is looked at
+// under the system only (its managers are not read); others under their
+// managers first, then the system, and a slot found only under the system
+// is learned as that quirk.
+func (c *Client) virtualCD(ctx context.Context, cn *conn) (rfVirtualMedia, error) {
+	q, err := c.quirkSet(ctx, cn)
+	if err != nil {
+		return rfVirtualMedia{}, err
+	}
 	id, err := cn.rf.readIdentity(ctx)
 	if err != nil {
 		return rfVirtualMedia{}, err
 	}
 	var colls []string
-	for _, m := range id.system.Links.ManagedBy {
-		var mgr rfManager
-		if err := cn.rf.get(ctx, m.ID, &mgr); err != nil {
-			return rfVirtualMedia{}, err
+	onSystem := q.has(QuirkMediaUnderSystem)
+	if !onSystem {
+		for _, m := range id.system.Links.ManagedBy {
+			var mgr rfManager
+			if err := cn.rf.get(ctx, m.ID, &mgr); err != nil {
+				return rfVirtualMedia{}, err
+			}
+			colls = append(colls, mgr.VirtualMedia.ID)
 		}
-		colls = append(colls, mgr.VirtualMedia.ID)
 	}
 	colls = append(colls, id.system.VirtualMedia.ID)
-	for _, coll := range colls {
+	for i, coll := range colls {
 		var found *rfVirtualMedia
 		err := cn.rf.each(ctx, coll, func(p string) error {
 			var vm rfVirtualMedia
@@ -284,6 +363,9 @@ func (cn *conn) virtualCD(ctx context.Context) (rfVirtualMedia, error) {
 			return rfVirtualMedia{}, err
 		}
 		if found != nil {
+			if !onSystem && i == len(colls)-1 && coll != "" {
+				cn.learn(QuirkMediaUnderSystem)
+			}
 			return *found, nil
 		}
 	}
@@ -293,11 +375,16 @@ func (cn *conn) virtualCD(ctx context.Context) (rfVirtualMedia, error) {
 // InsertMedia inserts an ISO image (an http(s) URL) into the virtual CD. The
 // same image already inserted is a no-op. Redfish only.
 func (c *Client) InsertMedia(ctx context.Context, ep Endpoint, image, key string) (Result, error) {
-	return c.run(ctx, "insert virtual media", ep, key, func(ctx context.Context, cn *conn) (Result, error) {
+	return c.run(ctx, "insert virtual media", ep, key, func(ctx context.Context, cn *conn) (out Result, _ error) {
+		defer func() {
+			if cn.q != nil && cn.q.has(QuirkMediaUnderSystem) {
+				out.Note = quirkNote(out.Note, QuirkMediaUnderSystem)
+			}
+		}()
 		if cn.rf == nil {
 			return Result{}, fmt.Errorf("%w: virtual media needs Redfish", ErrUnsupported)
 		}
-		vm, err := cn.virtualCD(ctx)
+		vm, err := c.virtualCD(ctx, cn)
 		if err != nil {
 			return Result{}, err
 		}
@@ -306,14 +393,21 @@ func (c *Client) InsertMedia(ctx context.Context, ep Endpoint, image, key string
 			res.After, res.Note = res.Before, "already inserted"
 			return res, nil
 		}
-		if err := c.openBMCLib(ctx, cn); err != nil {
-			return res, err
-		}
-		if _, err := cn.bc.SetVirtualMedia(ctx, "CD", image); err != nil {
-			return res, fmt.Errorf("insert %s: %w", image, err)
+		if t := vm.Actions.Insert.Target; cn.q != nil && cn.q.has(QuirkMediaUnderSystem) && t != "" {
+			// bmclib would walk the managers first: act on the slot found.
+			if err := cn.rf.post(ctx, t, map[string]any{"Image": image, "Inserted": true, "WriteProtected": true}); err != nil {
+				return res, fmt.Errorf("insert %s: %w", image, err)
+			}
+		} else {
+			if err := c.openBMCLib(ctx, cn); err != nil {
+				return res, err
+			}
+			if _, err := cn.bc.SetVirtualMedia(ctx, "CD", image); err != nil {
+				return res, fmt.Errorf("insert %s: %w", image, err)
+			}
 		}
 		res.Changed = true
-		if vm, err = cn.virtualCD(ctx); err != nil {
+		if vm, err = c.virtualCD(ctx, cn); err != nil {
 			return res, err
 		}
 		res.After = mediaState(vm)
@@ -326,11 +420,16 @@ func (c *Client) InsertMedia(ctx context.Context, ep Endpoint, image, key string
 
 // EjectMedia ejects the virtual CD; an empty drive is a no-op. Redfish only.
 func (c *Client) EjectMedia(ctx context.Context, ep Endpoint, key string) (Result, error) {
-	return c.run(ctx, "eject virtual media", ep, key, func(ctx context.Context, cn *conn) (Result, error) {
+	return c.run(ctx, "eject virtual media", ep, key, func(ctx context.Context, cn *conn) (out Result, _ error) {
+		defer func() {
+			if cn.q != nil && cn.q.has(QuirkMediaUnderSystem) {
+				out.Note = quirkNote(out.Note, QuirkMediaUnderSystem)
+			}
+		}()
 		if cn.rf == nil {
 			return Result{}, fmt.Errorf("%w: virtual media needs Redfish", ErrUnsupported)
 		}
-		vm, err := cn.virtualCD(ctx)
+		vm, err := c.virtualCD(ctx, cn)
 		if err != nil {
 			return Result{}, err
 		}
@@ -339,14 +438,20 @@ func (c *Client) EjectMedia(ctx context.Context, ep Endpoint, key string) (Resul
 			res.After, res.Note = res.Before, "already empty"
 			return res, nil
 		}
-		if err := c.openBMCLib(ctx, cn); err != nil {
-			return res, err
-		}
-		if _, err := cn.bc.SetVirtualMedia(ctx, "CD", ""); err != nil {
-			return res, fmt.Errorf("eject: %w", err)
+		if t := vm.Actions.Eject.Target; cn.q != nil && cn.q.has(QuirkMediaUnderSystem) && t != "" {
+			if err := cn.rf.post(ctx, t, struct{}{}); err != nil {
+				return res, fmt.Errorf("eject: %w", err)
+			}
+		} else {
+			if err := c.openBMCLib(ctx, cn); err != nil {
+				return res, err
+			}
+			if _, err := cn.bc.SetVirtualMedia(ctx, "CD", ""); err != nil {
+				return res, fmt.Errorf("eject: %w", err)
+			}
 		}
 		res.Changed = true
-		if vm, err = cn.virtualCD(ctx); err != nil {
+		if vm, err = c.virtualCD(ctx, cn); err != nil {
 			return res, err
 		}
 		res.After = mediaState(vm)
@@ -406,6 +511,9 @@ type Identity struct {
 	UUID           string
 	PowerState     PowerState
 	CertSHA256     string
+	// Quirks are the vendor behaviours the client adapts to on this BMC
+	// (the quirks table's, and what it learned of the model).
+	Quirks []Quirk
 }
 
 // Identify reads the service root and the system's identity (Redfish only):
@@ -421,6 +529,7 @@ func (c *Client) Identify(ctx context.Context, ep Endpoint) (Identity, error) {
 			return Result{}, err
 		}
 		out = identityOf(id)
+		out.Quirks = c.quirkNames(cn)
 		return Result{}, nil
 	})
 	out.CertSHA256 = res.CertSHA256
@@ -477,10 +586,22 @@ func (c *Client) SEL(ctx context.Context, ep Endpoint) ([]SELEntry, error) {
 // effect: a replay clears entries logged since, which is what was asked.
 func (c *Client) ClearSEL(ctx context.Context, ep Endpoint, key string) (Result, error) {
 	return c.run(ctx, "clear event log", ep, key, func(ctx context.Context, cn *conn) (Result, error) {
+		q, err := c.quirkSet(ctx, cn)
+		if err != nil {
+			return Result{}, err
+		}
 		if err := c.openBMCLib(ctx, cn); err != nil {
 			return Result{}, err
 		}
-		if err := cn.bc.ClearSystemEventLog(ctx); err != nil {
+		res := Result{Changed: true}
+		if q.has(QuirkLogsUnderManager) {
+			// The quirks table says the logs are under the manager only,
+			// where bmclib does not clear: clear them there directly.
+			if err := cn.clearManagerLogs(ctx); err != nil {
+				return res, err
+			}
+			res.Note = quirkNote("", QuirkLogsUnderManager)
+		} else if err := cn.bc.ClearSystemEventLog(ctx); err != nil {
 			return Result{}, err
 		}
 		// bmclib clears the logs under Chassis and reads those under
@@ -488,21 +609,24 @@ func (c *Client) ClearSEL(ctx context.Context, ep Endpoint, key string) (Result,
 		// A cleared log holds at most its "log cleared" record.
 		entries, err := cn.bc.GetSystemEventLog(ctx)
 		if err != nil {
-			return Result{}, fmt.Errorf("read back event log: %w", err)
+			return res, fmt.Errorf("read back event log: %w", err)
 		}
-		if len(entries) > 1 && cn.rf != nil {
-			// iDRAC and others list their logs under the manager only: clear those.
+		if len(entries) > 1 && cn.rf != nil && !q.has(QuirkLogsUnderManager) {
+			// A BMC nobody listed with its logs under the manager only:
+			// clear those, and remember its model.
 			if err := cn.clearManagerLogs(ctx); err != nil {
-				return Result{Changed: true}, err
+				return res, err
 			}
+			cn.learn(QuirkLogsUnderManager)
 			if entries, err = cn.bc.GetSystemEventLog(ctx); err != nil {
-				return Result{}, fmt.Errorf("read back event log: %w", err)
+				return res, fmt.Errorf("read back event log: %w", err)
 			}
 		}
 		if len(entries) > 1 {
-			return Result{Changed: true}, fmt.Errorf("%w: the event log still holds %d entries after clearing", ErrStateUnconfirmed, len(entries))
+			return res, fmt.Errorf("%w: the event log still holds %d entries after clearing", ErrStateUnconfirmed, len(entries))
 		}
-		return Result{Changed: true, After: "cleared"}, nil
+		res.After = "cleared"
+		return res, nil
 	})
 }
 

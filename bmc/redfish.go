@@ -8,22 +8,35 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/stmcginnis/gofish/common"
 )
 
-// rfReader reads Redfish resources with basic auth (which the Redfish
-// specification requires every service to accept) over the operation's
-// transport. It is the part of the Redfish client that parses replies
+// rfReader reads Redfish resources over the operation's transport, with
+// basic auth (which the Redfish specification requires every service to
+// accept) or, for a BMC that refuses it (QuirkSessionAuth), a Redfish
+// session. It is the part of the Redfish client that parses replies
 // itself: identity, inventory and virtual media state, where bmclib reads
 // too little (see docs/decisions/0007-bmc-on-bmclib.md).
 type rfReader struct {
-	base string // "https://host:port"
-	user string
-	pass string
-	hc   *http.Client
+	base     string // "https://host:port"
+	hostPort string
+	user     string
+	pass     string
+	hc       *http.Client
+	book     *quirkBook
+
+	// useSession: authenticate with a session token, logging in first.
+	useSession bool
+	token      string
+	session    string // the session's URL path, for logout
+	// key is the BMC's model once readIdentity read it; learned are the
+	// quirks this operation saw, recorded against key when it ends.
+	key     modelKey
+	learned []Quirk
 }
 
 // get fetches path and decodes its JSON into v.
@@ -40,22 +53,9 @@ func (r *rfReader) get(ctx context.Context, path string, v any) error {
 
 // raw fetches path; auth says whether to send credentials.
 func (r *rfReader) raw(ctx context.Context, path string, auth bool) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+path, nil)
+	resp, data, err := r.do(ctx, http.MethodGet, path, nil, auth)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if auth {
-		req.SetBasicAuth(r.user, r.pass)
-	}
-	resp, err := r.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, common.ConstructError(resp.StatusCode, data)
@@ -68,30 +68,142 @@ func (r *rfReader) raw(ctx context.Context, path string, auth bool) ([]byte, err
 
 // post sends a JSON body to path and expects a 2xx answer.
 func (r *rfReader) post(ctx context.Context, path string, body any) error {
+	return r.send(ctx, http.MethodPost, path, body)
+}
+
+// patch sends a JSON body to path with PATCH and expects a 2xx answer.
+func (r *rfReader) patch(ctx context.Context, path string, body any) error {
+	return r.send(ctx, http.MethodPatch, path, body)
+}
+
+func (r *rfReader) send(ctx context.Context, method, path string, body any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+path, bytes.NewReader(data))
+	resp, reply, err := r.do(ctx, method, path, data, true)
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.SetBasicAuth(r.user, r.pass)
-	resp, err := r.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	reply, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		return common.ConstructError(resp.StatusCode, reply)
 	}
 	return nil
+}
+
+// do sends one request and reads its reply (bounded by the transport). A
+// BMC that answers 401 to basic auth without offering basic auth again (no
+// "Basic" challenge) is asked for a session, once: that is how a
+// session-only BMC nobody listed is recognised (a wrong password, answered
+// with a Basic challenge, costs no second login attempt).
+func (r *rfReader) do(ctx context.Context, method, path string, body []byte, auth bool) (*http.Response, []byte, error) {
+	if !strings.HasPrefix(path, "/") {
+		// Member links come from the BMC: "@evil.example/x" would otherwise
+		// send our credentials to another host.
+		return nil, nil, fmt.Errorf("%w: link %q is not a path on the BMC", ErrProtocol, path)
+	}
+	for attempt := 0; ; attempt++ {
+		if auth && r.useSession && r.token == "" {
+			if err := r.login(ctx); err != nil {
+				return nil, nil, err
+			}
+		}
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, r.base+path, rd)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		switch {
+		case !auth:
+		case r.token != "":
+			req.Header.Set("X-Auth-Token", r.token)
+		default:
+			req.SetBasicAuth(r.user, r.pass)
+		}
+		resp, err := r.hc.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+		if resp.StatusCode == http.StatusUnauthorized && auth && !r.useSession && attempt == 0 && !offersBasic(resp.Header) {
+			r.useSession = true
+			r.learned = append(r.learned, QuirkSessionAuth)
+			continue
+		}
+		return resp, data, nil
+	}
+}
+
+// offersBasic says whether a 401 answer invites basic authentication.
+func offersBasic(h http.Header) bool {
+	for _, v := range h.Values("Www-Authenticate") {
+		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(v)), "basic") {
+			return true
+		}
+	}
+	return false
+}
+
+// login opens a Redfish session.
+func (r *rfReader) login(ctx context.Context) error {
+	const sessions = "/redfish/v1/SessionService/Sessions"
+	data, _ := json.Marshal(map[string]string{"UserName": r.user, "Password": r.pass})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.base+sessions, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	reply, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("session login: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("session login: %w", common.ConstructError(resp.StatusCode, reply))
+	}
+	tok := resp.Header.Get("X-Auth-Token")
+	if tok == "" {
+		return fmt.Errorf("%w: session login answered no X-Auth-Token", ErrProtocol)
+	}
+	r.token = tok
+	if loc, err := url.Parse(resp.Header.Get("Location")); err == nil && strings.HasPrefix(loc.Path, "/") {
+		r.session = loc.Path
+	}
+	return nil
+}
+
+// logout closes the session login opened, if any: BMCs have few session
+// slots.
+func (r *rfReader) logout(ctx context.Context) {
+	if r.token == "" || r.session == "" {
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, r.base+r.session, nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("X-Auth-Token", r.token)
+	if resp, err := r.hc.Do(req); err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	r.token, r.session = "", ""
 }
 
 // checkJSON accepts application/json and its +json relatives (and a
@@ -184,6 +296,12 @@ type rfSystem struct {
 	Links              struct {
 		Chassis   []odataLink
 		ManagedBy []odataLink
+	}
+	Actions struct {
+		Reset struct {
+			Target    string   `json:"target"`
+			Allowable []string `json:"ResetType@Redfish.AllowableValues"`
+		} `json:"#ComputerSystem.Reset"`
 	}
 }
 
@@ -293,6 +411,14 @@ type rfVirtualMedia struct {
 	MediaTypes []string
 	Image      string
 	Inserted   bool
+	Actions    struct {
+		Insert struct {
+			Target string `json:"target"`
+		} `json:"#VirtualMedia.InsertMedia"`
+		Eject struct {
+			Target string `json:"target"`
+		} `json:"#VirtualMedia.EjectMedia"`
+	}
 }
 
 type rfUpdateService struct {

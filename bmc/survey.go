@@ -32,15 +32,7 @@ func ParseServiceRoot(data []byte) (ServiceRoot, error) {
 		return ServiceRoot{}, fmt.Errorf("%w: service root has neither RedfishVersion nor a ServiceRoot @odata.type", ErrProtocol)
 	}
 	r := doc.rfServiceRoot
-	vendor := r.Vendor
-	if vendor == "" {
-		// Before Redfish 1.5 a vendor showed only in its Oem key.
-		for k := range r.Oem {
-			if vendor == "" || k < vendor {
-				vendor = k
-			}
-		}
-	}
+	vendor := rootVendor(r)
 	return ServiceRoot{RedfishVersion: r.RedfishVersion, UUID: strings.ToLower(r.UUID), Vendor: vendor, Product: r.Product, Name: r.Name}, nil
 }
 
@@ -86,6 +78,7 @@ func (c *Client) Survey(ctx context.Context, ep Endpoint) (Survey, error) {
 			return Result{}, err
 		}
 		out.Identity = identityOf(id)
+		out.Quirks = c.quirkNames(cn)
 		if err := cn.rf.each(ctx, id.system.EthernetInterfaces.ID, func(p string) error {
 			var e rfEthernet
 			if err := cn.rf.get(ctx, p, &e); err != nil {

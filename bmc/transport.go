@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,25 +25,30 @@ type transport struct {
 	base    *http.Transport
 	ctx     atomic.Pointer[context.Context]
 	maxBody int64
+	host    string // the BMC's host: no request leaves for another
 
 	mu   sync.Mutex
 	seen string // fingerprint of the last certificate presented
 }
 
-func newTransport(ctx context.Context, ep Endpoint, maxBody int64, sessions tls.ClientSessionCache) *transport {
-	t := &transport{maxBody: maxBody}
+func newTransport(ctx context.Context, ep Endpoint, host string, maxBody int64, sessions tls.ClientSessionCache, roots *x509.CertPool) *transport {
+	t := &transport{maxBody: maxBody, host: host}
 	t.ctx.Store(&ctx)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t.base = &http.Transport{
 		DialContext:           dialer.DialContext,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       10 * time.Second,
-		ForceAttemptHTTP2:     false,
+		// A BMC's headers are small; a hostile one cannot make us buffer 10 MiB
+		// (net/http's default) of them per request.
+		MaxResponseHeaderBytes: 256 << 10,
+		MaxIdleConnsPerHost:    2,
+		IdleConnTimeout:        10 * time.Second,
+		ForceAttemptHTTP2:      false,
 		TLSClientConfig: &tls.Config{
 			// BMCs ship self-signed certificates: trust comes from the pin
-			// (trust on first use), checked below, not from a CA.
+			// (trust on first use) or the operator's CA bundle, both
+			// checked below, not from the system's CAs.
 			InsecureSkipVerify: true, //nolint:gosec
 			// Resumed sessions save most of a handshake's cost; the pin
 			// below is still checked on every connection.
@@ -54,8 +61,19 @@ func newTransport(ctx context.Context, ep Endpoint, maxBody int64, sessions tls.
 				t.mu.Lock()
 				t.seen = got
 				t.mu.Unlock()
+				var chainErr error
+				if roots != nil {
+					inter := x509.NewCertPool()
+					for _, c := range cs.PeerCertificates[1:] {
+						inter.AddCert(c)
+					}
+					_, chainErr = cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: host})
+				}
 				if want := normalizeFingerprint(ep.CertSHA256); want != "" && want != got {
-					return &CertError{Want: want, Got: got}
+					return &CertError{Want: want, Got: got, CA: roots != nil, ChainErr: chainErr}
+				}
+				if chainErr != nil {
+					return &CertError{Got: got, CA: true, ChainErr: chainErr}
 				}
 				return nil
 			},
@@ -74,6 +92,11 @@ func (t *transport) fingerprint() string {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.EqualFold(req.URL.Hostname(), t.host) {
+		// gofish and our reader build URLs from links the BMC sends: a
+		// hostile BMC must not steer our credentials to another host.
+		return nil, fmt.Errorf("%w: %s %s leaves the BMC %s", errForeignHost, req.Method, req.URL.Redacted(), t.host)
+	}
 	ctx := *t.ctx.Load()
 	req = req.WithContext(ctx)
 	// gofish asks for a new connection per request; one operation's requests

@@ -148,9 +148,10 @@ type BMC struct {
 	spec flavorSpec
 	opts Options
 
-	addr     atomic.Pointer[netip.AddrPort] // where a Fleet serves it
-	scheme   string
-	requests atomic.Uint64
+	addr      atomic.Pointer[netip.AddrPort] // where a Fleet serves it
+	scheme    string
+	requests  atomic.Uint64
+	errorRepl atomic.Uint64 // answers with a 4xx or 5xx status
 
 	certOnce sync.Once
 	cert     *tls.Certificate
@@ -170,8 +171,13 @@ type BMC struct {
 	faults    Faults
 	flap      bool
 	downUntil time.Time
-	onPower   []func(PowerEvent)
-	onBoot    []func(BootEvent)
+	// lagged and lagUntil: the power state reported until lagUntil
+	// (Quirks.PowerLag).
+	lagged   PowerState
+	lagUntil time.Time
+	reqLog   []string // the last requests, "METHOD path status"
+	onPower  []func(PowerEvent)
+	onBoot   []func(BootEvent)
 }
 
 type session struct {
@@ -187,6 +193,7 @@ func New(node Node, opts Options) (*BMC, error) {
 		return nil, err
 	}
 	spec, _ := node.Flavor.spec(node.Hardware.System.Serial)
+	spec = spec.apply(node.Quirks)
 	b := &BMC{
 		node:   node,
 		spec:   spec,
@@ -247,6 +254,33 @@ func (b *BMC) Endpoint() string {
 
 // Requests counts the HTTP requests the BMC has answered.
 func (b *BMC) Requests() uint64 { return b.requests.Load() }
+
+// ErrorReplies counts the answers with an error status (4xx or 5xx): a
+// client that knows the BMC's quirks sends no request it refuses.
+func (b *BMC) ErrorReplies() uint64 { return b.errorRepl.Load() }
+
+// maxReqLog bounds RequestLog.
+const maxReqLog = 256
+
+// RequestLog returns the last requests the BMC answered (at most 256),
+// oldest first, as "METHOD /path status".
+func (b *BMC) RequestLog() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.reqLog)
+}
+
+func (b *BMC) logRequest(method, path string, status int) {
+	if status >= 400 {
+		b.errorRepl.Add(1)
+	}
+	b.mu.Lock()
+	b.reqLog = append(b.reqLog, fmt.Sprintf("%s %s %d", method, path, status))
+	if over := len(b.reqLog) - maxReqLog; over > 0 {
+		b.reqLog = slices.Delete(b.reqLog, 0, over)
+	}
+	b.mu.Unlock()
+}
 
 // SetFaults replaces the BMC's faults.
 func (b *BMC) SetFaults(f Faults) {
@@ -402,6 +436,7 @@ func (b *BMC) powerOnLocked(cause string, ev *events) {
 		return
 	}
 	now := b.opts.Clock()
+	b.startLagLocked(now)
 	b.power = PowerOn
 	b.gen++
 	boot := BootEvent{BMC: b, Target: "Hdd", Mode: "UEFI", At: now}
@@ -431,6 +466,7 @@ func (b *BMC) powerOffLocked(cause string, ev *events) {
 	if b.power == PowerOff {
 		return
 	}
+	b.startLagLocked(b.opts.Clock())
 	b.power = PowerOff
 	b.gen++
 	b.logLocked("OK", "System power off ("+cause+")")
@@ -441,6 +477,9 @@ func (b *BMC) powerOffLocked(cause string, ev *events) {
 // FlappingPower falsifies.
 func (b *BMC) reportedPowerLocked() PowerState {
 	if !b.faults.FlappingPower {
+		if b.opts.Clock().Before(b.lagUntil) {
+			return b.lagged
+		}
 		return b.power
 	}
 	b.flap = !b.flap
@@ -448,6 +487,19 @@ func (b *BMC) reportedPowerLocked() PowerState {
 		return PowerOn
 	}
 	return PowerOff
+}
+
+// startLagLocked makes the BMC go on reporting the current power state for
+// the spec's power lag, when it has one. Within a lag (a restart is off then
+// on) the first state is kept.
+func (b *BMC) startLagLocked(now time.Time) {
+	if b.spec.powerLag <= 0 {
+		return
+	}
+	if !now.Before(b.lagUntil) {
+		b.lagged = b.power
+	}
+	b.lagUntil = now.Add(b.spec.powerLag)
 }
 
 // firmwareVersionLocked is the current version of a firmware component.

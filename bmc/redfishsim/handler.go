@@ -62,9 +62,40 @@ func methodNotAllowed(allow ...string) reply {
 	return r
 }
 
+// statusWriter remembers the status a reply was sent with, for the
+// request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // ServeHTTP answers one Redfish request.
-func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (b *BMC) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() { b.logRequest(r.Method, r.URL.Path, w.status) }()
 	b.mu.Lock()
 	f := b.faults
 	down := b.opts.Clock().Before(b.downUntil)
@@ -74,7 +105,7 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f.Refuse || down {
 		// A kept-alive connection dies with the BMC: reset it. (HTTP/2 and
 		// recorders cannot be hijacked; they get a 503.)
-		if hj, ok := w.(http.Hijacker); ok {
+		if hj, ok := rw.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
 				reset(c)
 				return
@@ -240,7 +271,9 @@ func (b *BMC) route(r *http.Request, body []byte, ev *events) reply {
 	}
 	if !b.authenticatedLocked(r) {
 		rep := redfishError(http.StatusUnauthorized, "NoValidSession", "There is no valid session established with the implementation.")
-		rep.header = http.Header{"Www-Authenticate": {`Basic realm="Redfish"`}}
+		if !b.spec.sessionOnly { // a session-only BMC does not invite basic auth
+			rep.header = http.Header{"Www-Authenticate": {`Basic realm="Redfish"`}}
+		}
 		return rep
 	}
 	switch r.Method {
@@ -315,6 +348,9 @@ func (b *BMC) authenticatedLocked(r *http.Request) bool {
 			}
 		}
 		return false
+	}
+	if b.spec.sessionOnly {
+		return false // basic authentication is off on this BMC
 	}
 	user, pass, ok := r.BasicAuth()
 	return ok && b.credentialsOK(user, pass)
@@ -542,7 +578,7 @@ func (b *BMC) resetSystem(body []byte, ev *events) reply {
 		return redfishError(http.StatusBadRequest, "MalformedJSON", "The request body submitted was malformed JSON.")
 	}
 	rt := req.ResetType
-	if !slices.Contains(resetTypes, rt) {
+	if !slices.Contains(b.resetTypes(), rt) {
 		return redfishError(http.StatusBadRequest, "ActionParameterValueNotInList", "The value "+rt+" for the parameter ResetType is not in the list of acceptable values.")
 	}
 	if b.faults.StuckPower {
@@ -581,6 +617,14 @@ func (b *BMC) resetSystem(body []byte, ev *events) reply {
 }
 
 var resetTypes = []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "PowerCycle", "PushPowerButton", "Nmi"}
+
+// resetTypes are the ComputerSystem.Reset types this BMC accepts.
+func (b *BMC) resetTypes() []string {
+	if len(b.spec.resetTypes) > 0 {
+		return b.spec.resetTypes
+	}
+	return resetTypes
+}
 
 func (b *BMC) managers(q request) reply {
 	s := b.spec

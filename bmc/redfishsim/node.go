@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
@@ -41,6 +43,46 @@ type flavorSpec struct {
 	virtualMediaOnSystem bool
 	rejectBootMode       bool
 	noChassisLog         bool // the event log is not listed under the chassis
+	sessionOnly          bool
+	resetTypes           []string // ComputerSystem.Reset types accepted (default all)
+	powerLag             time.Duration
+}
+
+// Quirks are vendor behaviours a Node's BMC shows on top of (or instead of)
+// its Flavor's, so that a test can make a BMC behave like a model the
+// flavors do not cover. The zero value adds nothing.
+type Quirks struct {
+	// RejectBootMode: a boot override PATCH naming BootSourceOverrideMode
+	// is refused (400 PropertyNotWritable).
+	RejectBootMode bool
+	// VirtualMediaOnSystem: virtual media is listed under the system, not
+	// the manager.
+	VirtualMediaOnSystem bool
+	// SessionOnly: basic authentication is refused (401); only a Redfish
+	// session's X-Auth-Token is accepted.
+	SessionOnly bool
+	// ResetTypes, when set, are the only ComputerSystem.Reset types
+	// accepted (and advertised); others are refused with 400.
+	ResetTypes []string
+	// PowerLag: after a power change the BMC goes on reporting the old
+	// power state for this long.
+	PowerLag time.Duration
+	// LogsUnderManagerOnly: the event log is listed under the manager and
+	// the system, none under the chassis.
+	LogsUnderManagerOnly bool
+}
+
+// apply adds q to the flavor's behaviour.
+func (s flavorSpec) apply(q Quirks) flavorSpec {
+	s.rejectBootMode = s.rejectBootMode || q.RejectBootMode
+	s.virtualMediaOnSystem = s.virtualMediaOnSystem || q.VirtualMediaOnSystem
+	s.sessionOnly = s.sessionOnly || q.SessionOnly
+	if len(q.ResetTypes) > 0 {
+		s.resetTypes = slices.Clone(q.ResetTypes)
+	}
+	s.powerLag = max(s.powerLag, q.PowerLag)
+	s.noChassisLog = s.noChassisLog || q.LogsUnderManagerOnly
+	return s
 }
 
 func (f Flavor) spec(serial string) (flavorSpec, error) {
@@ -76,6 +118,8 @@ func (f Flavor) spec(serial string) (flavorSpec, error) {
 type Node struct {
 	Hardware inventory.Inventory
 	Flavor   Flavor
+	// Quirks add vendor behaviours to the flavor's.
+	Quirks Quirks
 	// Username and Password are the BMC's one account (default
 	// "admin"/"password").
 	Username string
@@ -108,6 +152,11 @@ func (n Node) validate() error {
 	if hw.BMC.MAC != "" {
 		if _, err := net.ParseMAC(hw.BMC.MAC); err != nil {
 			return fmt.Errorf("node %s: invalid BMC MAC %q", hw.System.Serial, hw.BMC.MAC)
+		}
+	}
+	for _, rt := range n.Quirks.ResetTypes {
+		if !slices.Contains(resetTypes, rt) {
+			return fmt.Errorf("node %s: unknown reset type %q; use one of %v", hw.System.Serial, rt, resetTypes)
 		}
 	}
 	_, err := n.Flavor.spec(hw.System.Serial)

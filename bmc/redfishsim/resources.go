@@ -217,7 +217,7 @@ func (b *BMC) systemResource() obj {
 		},
 		"Actions": obj{"#ComputerSystem.Reset": obj{
 			"target":                            sys + "/Actions/ComputerSystem.Reset",
-			"ResetType@Redfish.AllowableValues": resetTypes,
+			"ResetType@Redfish.AllowableValues": b.resetTypes(),
 			"@Redfish.ActionInfo":               sys + "/ResetActionInfo",
 		}},
 	}
@@ -234,7 +234,7 @@ func (b *BMC) resetActionInfo(path string) obj {
 		"Id":          "ResetActionInfo",
 		"Name":        "Reset Action Info",
 		"Parameters": []obj{{
-			"Name": "ResetType", "Required": true, "DataType": "String", "AllowableValues": resetTypes,
+			"Name": "ResetType", "Required": true, "DataType": "String", "AllowableValues": b.resetTypes(),
 		}},
 	}
 }
