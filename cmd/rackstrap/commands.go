@@ -22,6 +22,10 @@ func commands(g *globals) []*cobra.Command {
 		newReportCmd(g),
 		newImageCmd(g),
 		newFirmwareCmd(g),
+		newKeysCmd(g),
+		newBundleCmd(g),
+		newTokenCmd(g),
+		newUserCmd(g),
 		newSimulateCmd(g),
 		newVersionCmd(g),
 	}
