@@ -177,10 +177,14 @@ type applier struct {
 func (a *applier) run(ctx context.Context) error {
 	cfg := a.c.cfg
 
-	// Query before acting.
-	readCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	comp, err := a.read(readCtx, true)
-	cancel()
+	// Query before acting. A BMC that is away for a moment (rebooting into
+	// firmware an earlier attempt installed) is waited for: within Timeout,
+	// or VerifyTimeout when resuming a recorded task.
+	wait := cfg.Timeout
+	if a.req.ResumeTask != "" {
+		wait = max(wait, cfg.VerifyTimeout)
+	}
+	comp, err := a.readPatiently(ctx, wait)
 	if err != nil {
 		return err
 	}
@@ -250,6 +254,24 @@ func (a *applier) run(ctx context.Context) error {
 		a.note("the BMC named no task; verified by reading the inventory")
 	}
 	return a.finish(ctx)
+}
+
+// readPatiently reads the inventory (discovering the UpdateService),
+// polling through transient errors until wait has passed.
+func (a *applier) readPatiently(ctx context.Context, wait time.Duration) (swComponent, error) {
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		comp, err := a.read(rctx, true)
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return comp, err
+		}
+		select {
+		case <-rctx.Done():
+			return comp, err
+		case <-time.After(a.c.cfg.PollInterval):
+		}
+	}
 }
 
 // already says whether the component needs nothing, and notes why.

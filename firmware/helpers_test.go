@@ -95,7 +95,7 @@ func writePackage(t *testing.T, dir, name, version string, reset Reset, k *testK
 // fastConfig polls quickly and trusts k.
 func fastConfig(t *testing.T, k testKey) Config {
 	return Config{
-		Timeout: 10 * time.Second, RequestTimeout: 5 * time.Second, TaskTimeout: 10 * time.Second, VerifyTimeout: 10 * time.Second,
+		Timeout: 2 * time.Second, RequestTimeout: 5 * time.Second, TaskTimeout: 10 * time.Second, VerifyTimeout: 10 * time.Second,
 		PollInterval: 15 * time.Millisecond, TrustedKeys: []ed25519.PublicKey{k.pub}, Logger: testLogger(t),
 	}
 }
