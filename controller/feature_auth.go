@@ -54,12 +54,19 @@ func NewAuthFeature(c AuthConfig) (Feature, error) {
 
 type authFeature struct{ c AuthConfig }
 
+// modes decides whether access control and TLS are on for an API listening
+// on listen, with real machines (whose agents speak plain HTTP) or not.
+func (c AuthConfig) modes(listen string, realEdge bool) (authOn, tlsOn bool) {
+	authOn = c.Mode == "on" || (c.Mode == "auto" && !auth.IsLoopback(listen))
+	tlsOn = c.TLS == "on" || (c.TLS == "auto" && authOn && !realEdge)
+	return authOn, tlsOn
+}
+
 func (f *authFeature) Name() string { return "auth" }
 
 func (f *authFeature) Start(ctx context.Context, rt *Runtime) error {
 	c := f.c
-	authOn := c.Mode == "on" || (c.Mode == "auto" && !auth.IsLoopback(rt.Config.APIListen))
-	tlsOn := c.TLS == "on" || (c.TLS == "auto" && authOn && rt.Config.Edge == nil)
+	authOn, tlsOn := c.modes(rt.Config.APIListen, rt.Config.Edge != nil)
 	if c.TLS == "auto" && authOn && rt.Config.Edge != nil {
 		rt.Log.Warn("auth: the API speaks plain HTTP because agents on real machines reach it that way; tokens cross the network in clear: keep the API on the provisioning network, or pass --api-tls on once agents trust the controller's CA")
 	}
