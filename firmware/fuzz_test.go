@@ -13,6 +13,7 @@ func FuzzRedfishDocuments(f *testing.F) {
 	for _, seed := range []string{
 		`{"UpdateService":{"@odata.id":"/redfish/v1/UpdateService"},"Tasks":{"@odata.id":"/redfish/v1/TaskService"}}`,
 		`{"FirmwareInventory":{"@odata.id":"/x"},"Actions":{"#UpdateService.SimpleUpdate":{"target":"/y"}}}`,
+		`{"FirmwareInventory":{"@odata.id":"/x"},"MultipartHttpPushUri":"/redfish/v1/UpdateService/upload","HttpPushUri":7}`,
 		`{"Members":[{"@odata.id":"/a"},{"@odata.id":"/b","Id":"b","Version":"1"}],"Members@odata.nextLink":"/c"}`,
 		`{"@odata.id":"/redfish/v1/UpdateService/FirmwareInventory/BMC","Id":"BMC","Name":"BMC\u001b[2J","Version":1.5,"Updateable":false,"Status":{"State":"Enabled"}}`,
 		`{"Id":"1","TaskState":"Exception","TaskStatus":"Critical","PercentComplete":"40","Messages":[{"MessageId":"x","Message":"boom"}],"Payload":{"TargetUri":"/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate"}}`,

@@ -211,7 +211,7 @@ func TestSIGKILLMidRunFlashesEachPackageOnce(t *testing.T) {
 	for kill := 1; kill <= 2; kill++ {
 		// The first kill lands in the canary wave, the second mostly in the
 		// next one (a wave takes about 2s: BMC task, BMC reset, BIOS task).
-		time.Sleep(time.Duration(300*kill+rng.IntN(1200*kill)) * time.Millisecond)
+		time.Sleep(time.Duration(300*kill+rng.IntN(1000+300*kill)) * time.Millisecond)
 		var run store.FirmwareRun
 		call(addr, "GET", "/api/v1/firmware/runs/1", nil, &run)
 		t.Logf("SIGKILL %d at %d accepted updates, run %s", kill, accepted(bmcs), run.Status)
