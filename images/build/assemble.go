@@ -2,6 +2,7 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -44,11 +45,7 @@ func (b *builder) addSource(t *rootfs.Tree, key string, src spec.Source, layer s
 		if err != nil {
 			return err
 		}
-		d, err := dirDigest(p)
-		if err != nil {
-			return err
-		}
-		b.inputs = append(b.inputs, Input{Key: key, Kind: "dir", Path: src.Dir, Digest: d})
+		b.addDirInput(Input{Key: key, Kind: "dir", Path: src.Dir}, p)
 	case "tarball":
 		p := b.spec.Resolve(src.Tarball)
 		if err := checkExists(key+".tarball", src.Tarball, p, false); err != nil {
@@ -121,12 +118,40 @@ func fileDigest(p string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// addDirInput records a directory input whose digest digestInputs fills
+// in later, while the outputs are written: hashing a large tree is as slow
+// as writing the image, and the two can run side by side.
+func (b *builder) addDirInput(in Input, dir string) {
+	b.pending = append(b.pending, pendingDigest{index: len(b.inputs), dir: dir})
+	b.inputs = append(b.inputs, in)
+}
+
+type pendingDigest struct {
+	index int
+	dir   string
+}
+
+// digestInputs fills in the digests addDirInput left out.
+func (b *builder) digestInputs(ctx context.Context, inputs []Input) error {
+	for _, p := range b.pending {
+		d, err := dirDigest(ctx, p.dir)
+		if err != nil {
+			return fmt.Errorf("%s: hash %s: %w", inputs[p.index].Key, p.dir, err)
+		}
+		inputs[p.index].Digest = d
+	}
+	return nil
+}
+
 // dirDigest hashes a directory's sorted listing: path, mode, owner, size,
 // link target and content hash of every entry.
-func dirDigest(root string) (string, error) {
+func dirDigest(ctx context.Context, root string) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		info, err := d.Info()
@@ -219,11 +244,7 @@ func (b *builder) assemble() (*assembly, error) {
 					return nil, fmt.Errorf("%s: %w", key, err)
 				}
 			}
-			d, err := dirDigest(dir)
-			if err != nil {
-				return nil, err
-			}
-			b.inputs = append(b.inputs, Input{Key: key, Kind: "packages", Path: l.Packages.Dir, Digest: d})
+			b.addDirInput(Input{Key: key, Kind: "packages", Path: l.Packages.Dir}, dir)
 		}
 	}
 	a := &assembly{tree: t}
@@ -253,11 +274,7 @@ func (b *builder) assemble() (*assembly, error) {
 						return nil, fmt.Errorf("kernel.modules: %w", err)
 					}
 				}
-				d, err := dirDigest(p)
-				if err != nil {
-					return nil, err
-				}
-				b.inputs = append(b.inputs, Input{Key: "kernel.modules", Kind: "dir", Path: k.Modules, Digest: d})
+				b.addDirInput(Input{Key: "kernel.modules", Kind: "dir", Path: k.Modules}, p)
 			} else if err := b.addSource(t, "kernel.modules", spec.Source{Tarball: k.Modules}, "kernel-modules"); err != nil {
 				return nil, err
 			}

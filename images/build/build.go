@@ -58,6 +58,7 @@ type builder struct {
 	epoch      time.Time
 	specDigest string
 	inputs     []Input
+	pending    []pendingDigest
 	skipped    rootfs.Skipped
 }
 
@@ -99,6 +100,16 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)
 	}
+	// directory inputs are hashed while the outputs are written
+	dctx, stopDigests := context.WithCancel(ctx)
+	digested := make(chan error, 1)
+	go func() { digested <- b.digestInputs(dctx, a.inputs) }()
+	defer func() {
+		stopDigests()
+		if digested != nil {
+			<-digested
+		}
+	}()
 	st := a.tree.Stats()
 	b.log.Info("root assembled", "files", st.Files, "dirs", st.Dirs, "symlinks", st.Symlinks, "bytes", st.Bytes, "skipped_devices", a.skipped.Devices, "took", time.Since(start))
 
@@ -125,6 +136,8 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 		}
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)
 	}
+	// known holds digests computed while writing, by temporary name
+	known := map[string]string{}
 	// produce writes one output via a temporary name, then renames it.
 	produce := func(name, format string, write func(tmp string) error) error {
 		final := filepath.Join(opts.OutDir, name)
@@ -139,7 +152,15 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			_ = os.Remove(tmp)
 			return err
 		}
-		size, digest, err := hashFile(tmp)
+		size, digest, err := int64(0), known[tmp], error(nil)
+		if digest != "" {
+			var fi os.FileInfo
+			if fi, err = os.Stat(tmp); err == nil {
+				size = fi.Size()
+			}
+		} else {
+			size, digest, err = hashFile(tmp)
+		}
 		if err != nil {
 			_ = os.Remove(tmp)
 			return err
@@ -177,9 +198,11 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			specDigest: b.specDigest, label: o.Disk.RootLabel, esp: esp, epoch: b.epoch,
 		}
 		if err := produce(d.Name+".raw", "raw", func(tmp string) error {
-			if err := writeDisk(ctx, tmp, p); err != nil {
+			digest, err := writeDisk(ctx, tmp, p)
+			if err != nil {
 				return err
 			}
+			known[tmp] = digest // holes read back as the zeros it hashed
 			if !*o.Disk.Sparse {
 				return fillHoles(tmp)
 			}
@@ -220,6 +243,11 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 		}); err != nil {
 			return fail(err)
 		}
+	}
+	err = <-digested
+	digested = nil
+	if err != nil {
+		return fail(err)
 	}
 	mb, err := m.Marshal()
 	if err != nil {

@@ -2,7 +2,11 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strings"
@@ -12,10 +16,9 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/disk"
 	"github.com/diskfs/go-diskfs/filesystem"
-	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/google/uuid"
 
+	"github.com/rackstrap/rackstrap/images/ext4"
 	"github.com/rackstrap/rackstrap/images/rootfs"
 )
 
@@ -76,29 +79,30 @@ func rootNeeds(tree *rootfs.Tree) int64 {
 }
 
 // writeDisk builds the GPT raw disk at out: ESP (FAT32) with the boot loader,
-// kernel and initrd, and the ext4 root holding the whole tree.
-func writeDisk(ctx context.Context, out string, p diskParams) error {
+// kernel and initrd, and the ext4 root holding the whole tree. It returns
+// the image's sha256, computed as the root filesystem is written.
+func writeDisk(ctx context.Context, out string, p diskParams) (string, error) {
 	l, err := layoutFor(p.size, p.espSize)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if need := rootNeeds(p.tree); need > l.rootBytes() {
-		return fmt.Errorf("the root tree needs about %d MiB but the root partition has %d MiB; raise outputs.disk.size to at least %d MiB",
+		return "", fmt.Errorf("the root tree needs about %d MiB but the root partition has %d MiB; raise outputs.disk.size to at least %d MiB",
 			need/mib, l.rootBytes()/mib, (need+l.espBytes()+4*mib)/mib+1)
 	}
 	_ = os.Remove(out)
 	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", out, err)
+		return "", fmt.Errorf("create %s: %w", out, err)
 	}
 	defer f.Close()
 	if err := f.Truncate(p.size); err != nil {
-		return fmt.Errorf("create %s: %w", out, err)
+		return "", fmt.Errorf("create %s: %w", out, err)
 	}
 	cache := newPageCache(f)
 	d, err := diskfs.OpenBackend(file.New(cache, false), diskfs.WithOpenMode(diskfs.ReadWrite), diskfs.WithSectorSize(diskfs.SectorSize512))
 	if err != nil {
-		return fmt.Errorf("create %s: %w", out, err)
+		return "", fmt.Errorf("create %s: %w", out, err)
 	}
 	p.cache = cache
 	table := &gpt.Table{
@@ -112,21 +116,76 @@ func writeDisk(ctx context.Context, out string, p diskParams) error {
 		},
 	}
 	if err := d.Partition(table); err != nil {
-		return fmt.Errorf("write GPT: %w", err)
+		return "", fmt.Errorf("write GPT: %w", err)
 	}
 	if err := writeESP(d, l, p); err != nil {
-		return err
+		return "", err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := writeExt4(ctx, d, l, p); err != nil {
-		return err
+		return "", err
 	}
 	if err := p.cache.Drop(); err != nil {
-		return err
+		return "", err
 	}
-	return fixExt4(f, int64(l.rootStart)*sector, l.rootBytes(), derivedUUID(p.specDigest, "ext4-hash-seed"), p.epoch.Unix())
+	// everything before the root partition is final: hash it, then the
+	// root as it is written (ext4.Write writes in ascending order), then the rest
+	hw := &hashingSection{f: f, h: sha256.New(), base: int64(l.rootStart) * sector, size: l.rootBytes()}
+	if err := hw.hashFile(hw.base); err != nil {
+		return "", err
+	}
+	if err := writeExt4(ctx, hw, l, p); err != nil {
+		return "", err
+	}
+	if err := hw.hashFile(p.size); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(hw.h.Sum(nil)), nil
+}
+
+// hashingSection writes the root partition of a new (all zeros) image file
+// and hashes the image in order: the gaps between writes are hashed as the
+// zeros they read as.
+type hashingSection struct {
+	f          *os.File
+	h          hash.Hash
+	base, size int64 // the partition, in the file
+	pos        int64 // hashed up to here
+}
+
+var zeros = make([]byte, 1<<20)
+
+func (w *hashingSection) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > w.size {
+		return 0, fmt.Errorf("write of %d bytes at %d is outside the %d byte partition", len(p), off, w.size)
+	}
+	abs := w.base + off
+	if abs < w.pos {
+		return 0, fmt.Errorf("internal error: root filesystem write at %d after %d", abs, w.pos)
+	}
+	for w.pos < abs {
+		k := min(abs-w.pos, int64(len(zeros)))
+		w.h.Write(zeros[:k])
+		w.pos += k
+	}
+	n, err := w.f.WriteAt(p, abs)
+	if err != nil {
+		return n, err
+	}
+	w.h.Write(p)
+	w.pos += int64(len(p))
+	return n, nil
+}
+
+// hashFile hashes the file's bytes from pos up to end.
+func (w *hashingSection) hashFile(end int64) error {
+	if end < w.pos {
+		return fmt.Errorf("internal error: hash up to %d after %d", end, w.pos)
+	}
+	if _, err := io.Copy(w.h, io.NewSectionReader(w.f, w.pos, end-w.pos)); err != nil {
+		return fmt.Errorf("hash image: %w", err)
+	}
+	w.pos = end
+	return nil
 }
 
 type diskParams struct {
@@ -155,62 +214,27 @@ func writeESP(d *disk.Disk, l diskLayout, p diskParams) error {
 	return fixFAT(p.cache.f, int64(l.espStart)*sector, p.epoch)
 }
 
-func writeExt4(ctx context.Context, d *disk.Disk, l diskLayout, p diskParams) error {
-	u := uuid.UUID(p.fsUUID)
-	start := int64(l.rootStart) * sector
-	fs, err := ext4.Create(d.Backend, l.rootBytes(), start, sector, &ext4.Params{UUID: &u, VolumeName: p.label})
-	if err != nil {
-		return fmt.Errorf("create ext4 root: %w", err)
-	}
-	buf := make([]byte, copyBuf)
+// writeExt4 writes the root filesystem with images/ext4 into the root
+// partition of the new, sparse (so zeroed) image file.
+func writeExt4(ctx context.Context, dst io.WriterAt, l diskLayout, p diskParams) error {
 	entries := p.tree.Entries()
-	for i, e := range entries {
-		if i%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
+	nodes := make([]ext4.Node, 0, len(entries))
+	for _, e := range entries {
+		n := ext4.Node{Path: e.Path, Mode: e.Mode, UID: uint32(e.UID), GID: uint32(e.GID), Size: e.Size, Target: e.Target}
+		if e.IsRegular() && e.Size > 0 {
+			n.Open = e.Open
 		}
-		if e.Path == "." {
-			continue
-		}
-		switch {
-		case e.IsDir():
-			if err := fs.Mkdir(e.Path); err != nil {
-				return fmt.Errorf("ext4 mkdir /%s: %w", e.Path, err)
-			}
-		case e.IsSymlink():
-			if err := fs.Symlink(e.Target, e.Path); err != nil {
-				return fmt.Errorf("ext4 symlink /%s: %w", e.Path, err)
-			}
-			continue // ownership and times of links are fixed up below
-		default:
-			w, err := fs.OpenFile(e.Path, os.O_CREATE|os.O_RDWR)
-			if err != nil {
-				return fmt.Errorf("ext4 create /%s: %w", e.Path, err)
-			}
-			if e.Size > 0 {
-				r, err := e.Open()
-				if err != nil {
-					return err
-				}
-				_, err = io.CopyBuffer(struct{ io.Writer }{w}, r, buf)
-				r.Close()
-				if err != nil {
-					w.Close()
-					return fmt.Errorf("ext4 write /%s: %w", e.Path, err)
-				}
-			}
-			if err := w.Close(); err != nil {
-				return fmt.Errorf("ext4 write /%s: %w", e.Path, err)
-			}
-		}
-		// chown first: go-diskfs files inherit the parent's owner
-		if err := fs.Chown(e.Path, e.UID, e.GID); err != nil {
-			return fmt.Errorf("ext4 chown /%s: %w", e.Path, err)
-		}
-		if err := fs.Chmod(e.Path, e.Mode); err != nil {
-			return fmt.Errorf("ext4 chmod /%s: %w", e.Path, err)
-		}
+		nodes = append(nodes, n)
 	}
-	return fs.Close()
+	_, err := ext4.Write(ctx, dst, nodes, ext4.Params{
+		Size: l.rootBytes(), UUID: p.fsUUID, HashSeed: derivedUUID(p.specDigest, "ext4-hash-seed"),
+		Label: p.label, Time: p.epoch.Unix(), Journal: true, Zeroed: true,
+	})
+	if errors.Is(err, ext4.ErrNoSpace) {
+		return fmt.Errorf("root filesystem: %w; raise outputs.disk.size", err)
+	}
+	if err != nil {
+		return fmt.Errorf("root filesystem: %w", err)
+	}
+	return nil
 }

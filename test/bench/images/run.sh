@@ -55,12 +55,21 @@ native_disk() {
 }
 export -f native_disk; export T tree esp_mb disk_mb kver
 
-measure ours_disk "$T/imagebench" build "$T/disk.yaml" "$T/out-disk"
-measure native_disk bash -c native_disk
-measure ours_squashfs "$T/imagebench" build "$T/squashfs.yaml" "$T/out-squashfs"
-measure native_squashfs mksquashfs "$tree" "$T/native.squashfs" -noappend -no-progress -quiet -comp zstd -b 1048576
-measure ours_netboot "$T/imagebench" build "$T/netboot.yaml" "$T/out-netboot"
-measure native_netboot bash -c "cd '$tree' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | zstd -q -3 -T1 >'$T/native.cpio.zst'"
+# BENCH_OUTPUTS picks the rows (default: all three)
+OUTPUTS=${BENCH_OUTPUTS:-disk squashfs netboot}
+has() { [[ " $OUTPUTS " == *" $1 "* ]]; }
+if has disk; then
+  measure ours_disk "$T/imagebench" build "$T/disk.yaml" "$T/out-disk"
+  measure native_disk bash -c native_disk
+fi
+if has squashfs; then
+  measure ours_squashfs "$T/imagebench" build "$T/squashfs.yaml" "$T/out-squashfs"
+  measure native_squashfs mksquashfs "$tree" "$T/native.squashfs" -noappend -no-progress -quiet -comp zstd -b 1048576
+fi
+if has netboot; then
+  measure ours_netboot "$T/imagebench" build "$T/netboot.yaml" "$T/out-netboot"
+  measure native_netboot bash -c "cd '$tree' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | zstd -q -3 -T1 >'$T/native.cpio.zst'"
+fi
 
 row() {
   read -r ot om <"$T/ours_$1.time"; read -r nt nm <"$T/native_$1.time"
@@ -73,6 +82,6 @@ echo "Tree: $((bytes / 1048576)) MiB ($(find "$tree" -type f | wc -l) files), $(
 echo
 echo "| output | native pipeline | ours | native | ratio | our throughput | our peak RSS | native peak RSS |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-row disk "truncate+sgdisk+mkfs.vfat+mcopy+mkfs.ext4 -d"
-row squashfs "mksquashfs -comp zstd"
-row netboot "find\|cpio -H newc\|zstd -3"
+if has disk; then row disk "truncate+sgdisk+mkfs.vfat+mcopy+mkfs.ext4 -d"; fi
+if has squashfs; then row squashfs "mksquashfs -comp zstd"; fi
+if has netboot; then row netboot "find\|cpio -H newc\|zstd -3"; fi
