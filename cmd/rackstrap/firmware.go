@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/bmc"
 	"github.com/rackstrap/rackstrap/controller/fwrun"
+	"github.com/rackstrap/rackstrap/controller/model"
 	cstore "github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/firmware"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
@@ -491,4 +495,77 @@ func newFirmwareRunsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// demoBaseline is the baseline `rackstrap demo` compares its rack with:
+// the simulated machines run BMC 1.4.2, so every BMC is behind.
+const demoBaseline = `name: demo-2026q4
+components:
+  - id: BMC
+    version: 1.5.0
+  - id: BIOS
+    version: 2.1.7
+  - id: CPLD
+    version: F1.0A
+  - name: "ConnectX-6*"
+    minimum: 26.36.1010
+`
+
+// demoFirmwareCompliance reads the firmware of each node's BMC and prints
+// a compliance table against demoBaseline: one line per node, one column
+// per component.
+func demoFirmwareCompliance(ctx context.Context, out io.Writer, nodes []model.Node, username, password string) error {
+	b, err := firmware.Parse([]byte(demoBaseline))
+	if err != nil {
+		return err
+	}
+	c := firmware.New(firmware.Config{Timeout: 20 * time.Second})
+	type row struct {
+		node   string
+		status []firmware.Status
+		err    error
+	}
+	rows := make([]row, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		rows[i].node = n.Name
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			comps, err := c.Inventory(ctx, bmc.Endpoint{Address: n.Identity.BMC, Protocol: bmc.Redfish, Username: username, Password: password})
+			rows[i].status, rows[i].err = firmware.Compliance(b, comps), err
+		}()
+	}
+	wg.Wait()
+	fmt.Fprintf(out, "\nFirmware compliance with baseline %s\n", b.Name)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	cols := []string{"BMC", "BIOS", "CPLD", "NIC1"}
+	fmt.Fprintln(tw, "NODE\tBMC\tBIOS\tCPLD\tNIC1\t")
+	behind := 0
+	for _, r := range rows {
+		if r.err != nil {
+			fmt.Fprintf(tw, "%s\tBMC unreadable: %s\t\t\t\t\n", r.node, bmc.FailureClass(r.err))
+			continue
+		}
+		cells := make([]string, len(cols))
+		for i, id := range cols {
+			cells[i] = "-"
+			for _, s := range r.status {
+				if s.Component != id {
+					continue
+				}
+				cells[i] = s.Current + " " + string(s.State)
+				if s.State == firmware.Behind {
+					cells[i] = fmt.Sprintf("%s BEHIND (%s)", s.Current, s.Required)
+					behind++
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\n", r.node, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+	if behind > 0 {
+		fmt.Fprintf(out, "%d component(s) behind; 'rackstrap firmware apply --baseline NAME' updates them in waves, a canary first\n", behind)
+	}
+	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
+	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/firmware"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 	"github.com/rackstrap/rackstrap/images/store"
@@ -214,5 +217,31 @@ func TestFirmwareSignVerb(t *testing.T) {
 	p := firmware.Package{File: pkg, SHA256: sha, Signature: pkg + ".sig", Version: "1.5.0"}
 	if err := firmware.VerifyPackage(p, []ed25519.PublicKey{pk}, false); err != nil {
 		t.Errorf("VerifyPackage after sign = %v", err)
+	}
+}
+
+// The demo's compliance table: a line per node, every BMC behind, and an
+// unreadable BMC said so.
+func TestDemoFirmwareCompliance(t *testing.T) {
+	t.Parallel()
+	rig := newFirmwareRig(t)
+	nodes := []model.Node{
+		{Name: "r1-n01", Identity: model.Identity{BMC: rig.sims[0].Endpoint()}},
+		{Name: "r1-n02", Identity: model.Identity{BMC: rig.sims[1].Endpoint()}},
+	}
+	rig.sims[1].SetFaults(redfishsim.Faults{Refuse: true})
+	var out bytes.Buffer
+	if err := demoFirmwareCompliance(context.Background(), &out, nodes, "admin", "password"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`Firmware compliance with baseline demo-2026q4`,
+		`r1-n01\s+1\.4\.2 BEHIND \(1\.5\.0\)\s+2\.1\.7 compliant\s+F1\.0A compliant\s+26\.36\.1010 compliant`,
+		`r1-n02\s+BMC unreadable: bmc-unreachable`,
+		`1 component\(s\) behind`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("demo compliance table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
