@@ -51,7 +51,7 @@ func newRootCmd(d *deps) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInventoryCmd(d), newCheckinCmd(d), newRunCmd(d), newFirstbootCmd(d), newVersionCmd())
+	root.AddCommand(newInventoryCmd(d), newCheckinCmd(d), newRunCmd(d), newFirstbootCmd(d), newWriteImageCmd(), newVersionCmd())
 	return root
 }
 

@@ -24,6 +24,10 @@ import (
 var version = "dev"
 
 func main() {
+	if isInit() {
+		runInit(defaultDeps())
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd(defaultDeps()).ExecuteContext(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/rackstrap/rackstrap/bmc"
@@ -117,7 +118,18 @@ func (e *Edge) endpoint(ctx context.Context, n model.Node) (bmc.Endpoint, error)
 	if err != nil {
 		return bmc.Endpoint{}, &classError{model.ClassBMCAuth, err}
 	}
-	return bmc.Endpoint{Address: n.Identity.BMC, Username: l.Username, Password: l.Password, CertSHA256: l.CertSHA256}, nil
+	addr, proto := BMCAddress(n.Identity.BMC)
+	return bmc.Endpoint{Address: addr, Protocol: proto, Username: l.Username, Password: l.Password, CertSHA256: l.CertSHA256}, nil
+}
+
+// BMCAddress reads a node's BMC address: "ipmi://host[:port]" is an IPMI
+// (RMCP+) BMC; anything else (a host, host:port, or an http(s) URL) is
+// Redfish.
+func BMCAddress(s string) (string, bmc.Protocol) {
+	if rest, ok := strings.CutPrefix(s, "ipmi://"); ok {
+		return strings.TrimSuffix(rest, "/"), bmc.IPMI
+	}
+	return s, bmc.Redfish
 }
 
 // Enroll reads the machine's identity and host MACs from its BMC.
@@ -125,6 +137,15 @@ func (e *Edge) Enroll(ctx context.Context, n model.Node) (model.Identity, error)
 	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return model.Identity{}, err
+	}
+	if ep.Protocol == bmc.IPMI {
+		// IPMI has no Redfish identity or inventory: a session and a
+		// power-state read prove the BMC and its login; serial, UUID and
+		// host MACs stay as declared (the agent's check-in reports them).
+		if _, err := e.cfg.BMC.PowerState(ctx, ep); err != nil {
+			return model.Identity{}, err
+		}
+		return n.Identity, nil
 	}
 	id, err := e.cfg.BMC.Identify(ctx, ep)
 	if err != nil {
@@ -248,6 +269,10 @@ func (e *Edge) Inspect(ctx context.Context, n model.Node) (json.RawMessage, erro
 	ep, err := e.endpoint(ctx, n)
 	if err != nil {
 		return nil, err
+	}
+	if ep.Protocol == bmc.IPMI {
+		// no out-of-band inventory over IPMI: the in-band one stands alone
+		return json.Marshal(inventory.Merge(inband, nil))
 	}
 	oob, err := e.cfg.BMC.Inventory(ctx, ep)
 	if err != nil {

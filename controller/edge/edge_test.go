@@ -169,3 +169,21 @@ func TestChangedCertificateStopsWork(t *testing.T) {
 		t.Errorf("Enroll against another certificate = %v; want class bmc-cert-changed", err)
 	}
 }
+
+func TestBMCAddress(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]struct {
+		addr  string
+		proto bmc.Protocol
+	}{
+		"ipmi://127.0.0.1:9001":  {"127.0.0.1:9001", bmc.IPMI},
+		"ipmi://10.0.0.12/":      {"10.0.0.12", bmc.IPMI},
+		"10.0.0.12":              {"10.0.0.12", bmc.Redfish},
+		"https://10.0.0.12:8443": {"https://10.0.0.12:8443", bmc.Redfish},
+	} {
+		addr, proto := BMCAddress(in)
+		if addr != want.addr || proto != want.proto {
+			t.Errorf("BMCAddress(%q) = %q, %s; want %q, %s", in, addr, proto, want.addr, want.proto)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -95,6 +94,11 @@ func writeInitramfs(ctx context.Context, out string, t *rootfs.Tree, compression
 			return fmt.Errorf("cpio /%s: %w", e.Path, err)
 		}
 	}
+	for _, rec := range bootRecords(t, epoch, uint64(len(t.Entries())+1)) {
+		if err := rw.WriteRecord(rec); err != nil {
+			return fmt.Errorf("cpio /%s: %w", rec.Name, err)
+		}
+	}
 	if err := cpio.WriteTrailer(rw); err != nil {
 		return err
 	}
@@ -109,4 +113,32 @@ func writeInitramfs(ctx context.Context, out string, t *rootfs.Tree, compression
 	return f.Close()
 }
 
-var _ = syscall.S_IFDIR
+// AgentPath is where the spec's agent lands in the image.
+const AgentPath = "usr/bin/rackstrap-agent"
+
+// bootRecords are what the kernel needs of an initramfs that the tree
+// lacks: /dev/console (the kernel opens it for init before anything is
+// mounted) and, when the image carries rackstrap-agent and no /init of its
+// own, /init as a link to the agent, whose PID 1 mode mounts the kernel
+// filesystems, loads the NIC and disk drivers from lib/modules, leases an
+// address over DHCP and runs the agent with the rackstrap.* settings of the
+// kernel command line (cmd/rackstrap-agent/internal/initproc). They go into
+// the archive only, not the tree: the disk image built from the same tree
+// does not get them.
+func bootRecords(t *rootfs.Tree, epoch time.Time, ino uint64) []cpio.Record {
+	var out []cpio.Record
+	mtime := uint64(epoch.Unix())
+	if t.Get("dev") == nil {
+		out = append(out, cpio.Record{Info: cpio.Info{Ino: ino, Mode: cpio.S_IFDIR | 0o755, NLink: 2, MTime: mtime, Name: "dev"}})
+		ino++
+	}
+	if t.Get("dev/console") == nil {
+		out = append(out, cpio.Record{Info: cpio.Info{Ino: ino, Mode: cpio.S_IFCHR | 0o600, NLink: 1, MTime: mtime, Name: "dev/console", Rmajor: 5, Rminor: 1}})
+		ino++
+	}
+	if t.Get("init") == nil && t.Get(AgentPath) != nil {
+		target := "/" + AgentPath
+		out = append(out, cpio.StaticRecord([]byte(target), cpio.Info{Ino: ino, Mode: cpio.S_IFLNK | 0o777, NLink: 1, MTime: mtime, FileSize: uint64(len(target)), Name: "init"}))
+	}
+	return out
+}

@@ -1,0 +1,392 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+)
+
+const (
+	nsName   = "rs-e2e"
+	ctlCIDR  = "10.231.0.1/24"
+	vmMAC    = "52:54:00:e2:e0:01"
+	vmCPUs   = 2
+	vmMemMiB = 512
+	diskSize = 1<<30 + 64<<20 // the qemu-vm profile wants a disk of at least 1 GiB
+	bmcUser  = "admin"
+	bmcPass  = "e2e-password"
+	node     = "e2e-n01"
+	imgName  = "e2e-os"
+)
+
+// need fails the test when a peer program is missing, naming its package.
+func need(t *testing.T, tools map[string]string) {
+	t.Helper()
+	for tool, pkg := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: install the Debian package %s ('make test-deps' does)", tool, pkg)
+		}
+	}
+	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/lib/ipxe/ipxe.efi", "/usr/lib/ipxe/undionly.kpxe",
+		"/usr/lib/systemd/boot/efi/systemd-bootx64.efi"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%v: install ovmf, ipxe and systemd-boot-efi ('make test-deps' does)", err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the e2e test needs root: it creates a network namespace, a bridge and a tap device")
+	}
+}
+
+// goBuild builds a static binary of the package (no race detector: the
+// agent runs as PID 1 of a VM; the controller as a separate process).
+func goBuild(t *testing.T, pkg, out string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+}
+
+func run(t *testing.T, timeout time.Duration, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func write(t *testing.T, p, body string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dst, string(b), mode)
+}
+
+// diskInit is the installed image's /sbin/init: what systemd does on a
+// full OS, reduced to the first-boot hooks (the initrd, Rackstrap's
+// agent as PID 1, has mounted the root and leased an address).
+const diskInit = `#!/bin/sh
+echo "e2e-os: root mounted, running first-boot hooks" >/dev/console
+/usr/lib/rackstrap/rackstrap-first-boot
+echo "e2e-os: first-boot hooks done (exit $?)" >/dev/console
+while :; do sleep 3600; done
+`
+
+// images builds, with `rackstrap image build`, the netboot kernel and
+// initramfs (the agent as /init) and the OS image (raw GPT disk whose
+// initrd is the same initramfs and whose first-boot hook runs the agent),
+// signs the OS image, and imports it into a store.
+func buildImages(t *testing.T, rs, agent, dir string) (artifacts, store, pub string, netKernel, netInitrd string) {
+	t.Helper()
+	vmlinuz, mods, rel := kernelAndModules(t)
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox is not installed: install busybox-static")
+	}
+
+	// kernel.image and kernel.initrd are host files only as relative paths
+	// (absolute ones name files inside the image)
+	nb := filepath.Join(dir, "netboot")
+	os.MkdirAll(filepath.Join(nb, "root/etc"), 0o755)
+	copyFile(t, vmlinuz, filepath.Join(nb, "vmlinuz"), 0o644)
+	write(t, filepath.Join(nb, "netboot.yaml"), fmt.Sprintf(`api_version: rackstrap.io/image/v1
+name: e2e-netboot
+version: "1"
+source_date_epoch: 1700000000
+base: {dir: root}
+kernel: {version: %s, image: vmlinuz, modules: %s}
+agent: %s
+outputs:
+  netboot: {compression: zstd}
+`, rel, mods, agent), 0o644)
+	run(t, 3*time.Minute, rs, "image", "build", filepath.Join(nb, "netboot.yaml"), "--out", filepath.Join(nb, "out"))
+	netKernel, netInitrd = "e2e-netboot.vmlinuz", "e2e-netboot.initramfs.cpio.zst"
+
+	osDir := filepath.Join(dir, "os")
+	r := filepath.Join(osDir, "root")
+	copyFile(t, busybox, filepath.Join(r, "bin/busybox"), 0o755)
+	for _, app := range []string{"sh", "mkdir", "basename", "touch", "sleep", "cat", "echo"} {
+		mustSymlink(t, "busybox", filepath.Join(r, "bin", app))
+	}
+	write(t, filepath.Join(r, "sbin/init"), diskInit, 0o755)
+	copyFile(t, vmlinuz, filepath.Join(osDir, "vmlinuz"), 0o644)
+	copyFile(t, filepath.Join(nb, "out", netInitrd), filepath.Join(osDir, "initrd.img"), 0o644)
+	copyFile(t, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", filepath.Join(r, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"), 0o644)
+	write(t, filepath.Join(osDir, "os.yaml"), fmt.Sprintf(`api_version: rackstrap.io/image/v1
+name: %s
+version: "1"
+source_date_epoch: 1700000000
+base: {dir: root}
+kernel:
+  version: %s
+  image: vmlinuz
+  initrd: initrd.img
+  cmdline: console=ttyS0 panic=-1
+agent: %s
+first_boot:
+  - name: 50-rackstrap-agent
+    run: exec /usr/bin/rackstrap-agent firstboot --state /dev/vda --idle-exit 2m
+outputs:
+  disk: {size: 96MiB, esp_size: 40MiB}
+`, imgName, rel, agent), 0o644)
+	run(t, 3*time.Minute, rs, "image", "build", filepath.Join(osDir, "os.yaml"), "--out", filepath.Join(osDir, "out"))
+
+	key, pub := filepath.Join(dir, "signing.key"), filepath.Join(dir, "signing.pub")
+	run(t, time.Minute, rs, "image", "keygen", "--key", key, "--pub", pub)
+	store = filepath.Join(dir, "store")
+	run(t, 2*time.Minute, rs, "image", "import", filepath.Join(osDir, "out"), "--store", store, "--key", key)
+
+	artifacts = filepath.Join(dir, "artifacts")
+	copyFile(t, "/usr/lib/ipxe/ipxe.efi", filepath.Join(artifacts, "ipxe.efi"), 0o644)
+	copyFile(t, "/usr/lib/ipxe/undionly.kpxe", filepath.Join(artifacts, "undionly.kpxe"), 0o644)
+	copyFile(t, filepath.Join(nb, "out", netKernel), filepath.Join(artifacts, netKernel), 0o644)
+	copyFile(t, filepath.Join(nb, "out", netInitrd), filepath.Join(artifacts, netInitrd), 0o644)
+	return artifacts, store, pub, netKernel, netInitrd
+}
+
+func mustSymlink(t *testing.T, target, p string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	if err := os.Symlink(target, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type nodeDetail struct {
+	model.Node
+	Timeline []model.Step       `json:"timeline"`
+	Events   []model.AuditEntry `json:"events"`
+}
+
+// TestPowerOnToReady takes one QEMU machine whose BMC is ipmi_sim from
+// power-off to Ready through Rackstrap's real protocols: IPMI power and
+// boot device, DHCP/iPXE/HTTP from `rackstrap serve`, the agent (PID 1 of
+// the netboot initramfs) checking in its inventory, validation against the
+// qemu-vm profile, the signed image streamed to the virtio disk, the boot
+// from disk, the installed OS's first-boot check-in and burn-in.
+func TestPowerOnToReady(t *testing.T) {
+	need(t, map[string]string{"qemu-system-x86_64": "qemu-system-x86", "ipmi_sim": "openipmi", "ipmitool": "ipmitool",
+		"ip": "iproute2", "busybox": "busybox-static", "dpkg-deb": "dpkg", "apt-get": "apt"})
+	start := time.Now()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	rs, agent := filepath.Join(dir, "rackstrap"), filepath.Join(dir, "rackstrap-agent")
+	goBuild(t, "github.com/rackstrap/rackstrap/cmd/rackstrap", rs)
+	goBuild(t, "github.com/rackstrap/rackstrap/cmd/rackstrap-agent", agent)
+	artifacts, store, pub, kernel, initrd := buildImages(t, rs, agent, dir)
+	t.Logf("binaries and images built in %v", time.Since(start).Round(time.Second))
+
+	ns := newNetns(t, nsName, ctlCIDR)
+	vm := vmSpec{dir: filepath.Join(dir, "vm"), mac: vmMAC, memMiB: vmMemMiB, cpus: vmCPUs, ipmiLAN: 9001, ipmiVM: 9002}
+	os.MkdirAll(vm.dir, 0o755)
+	vm.disk = filepath.Join(vm.dir, "disk.raw")
+	if err := os.WriteFile(vm.disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(vm.disk, diskSize); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, "/usr/share/OVMF/OVMF_VARS.fd", filepath.Join(vm.dir, "vars.fd"), 0o644)
+	startBMC(t, ns, vm, bmcUser, bmcPass)
+	defer func() {
+		if t.Failed() {
+			for _, f := range []string{"console.log", "power.log", "qemu.log", "ipmi_sim.log", "serve.log"} {
+				b, _ := os.ReadFile(filepath.Join(vm.dir, f))
+				t.Logf("--- %s (last 6000 bytes) ---\n%s", f, tail(string(b), 6000))
+			}
+		}
+	}()
+
+	pw := filepath.Join(dir, "bmc.pass")
+	write(t, pw, bmcPass+"\n", 0o600)
+	// API access: the first admin token, made in the store directly
+	data := filepath.Join(dir, "data")
+	var tok struct{ Secret string }
+	if err := json.Unmarshal([]byte(run(t, time.Minute, rs, "token", "create", "--bootstrap", "--role", "admin", "--name", "e2e", "--data-dir", data, "-o", "json")), &tok); err != nil || tok.Secret == "" {
+		t.Fatalf("token create: %v (%+v)", err, tok)
+	}
+	api := ns.ip + ":8080"
+	server := "http://" + api
+	serve := ns.start(t, "rackstrap serve", filepath.Join(vm.dir, "serve.log"), 12*time.Minute, rs, "serve",
+		"--data-dir", data, "--api-listen", api, "--log-format", "json",
+		"--artifacts", artifacts, "--kernel", kernel, "--initrd", initrd,
+		"--image-store", store, "--image", imgName+":1", "--trusted-key", pub,
+		"--boot-url", "http://"+ns.ip+":8081", "--boot-listen", ns.ip+":8081", "--tftp-listen", ns.ip+":69",
+		"--bmc-username", bmcUser, "--bmc-password-file", pw,
+		"--dhcp-interface", "br0", "--dhcp-subnet", "10.231.0.0/24", "--dhcp-range", "10.231.0.100-10.231.0.150")
+	cli := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := ns.cmd(ctx, append([]string{rs, "--server", server}, args...)...)
+		c.Env = append(os.Environ(), "RACKSTRAP_TOKEN="+tok.Secret) // not in argv
+		out, err := c.CombinedOutput()
+		return string(out), err
+	}
+	waitUntil(t, serve, 30*time.Second, "the controller's API", func() bool { _, err := cli("nodes", "list"); return err == nil })
+
+	// Enrol: the rack manifest names the BMC (IPMI) and the NIC's MAC.
+	manifest := filepath.Join(dir, "rack.yaml")
+	write(t, manifest, fmt.Sprintf(`racks:
+  - name: e2e
+    profile: qemu-vm
+    desired: ready
+    nodes:
+      - slot: 1
+        bmc: ipmi://127.0.0.1:%d
+        macs: [%s]
+`, vm.ipmiLAN, vmMAC), 0o644)
+	if out, err := cli("apply", manifest, "--provision"); err != nil {
+		t.Fatalf("rackstrap apply: %v\n%s", err, out)
+	}
+	provisioned := time.Now()
+
+	var d nodeDetail
+	last := model.State("")
+	waitUntil(t, serve, 8*time.Minute, node+" Ready", func() bool {
+		out, err := cli("nodes", "show", node, "-o", "json")
+		if err != nil || json.Unmarshal([]byte(out), &d) != nil {
+			return false
+		}
+		if d.State != last {
+			t.Logf("%6.1fs %s: %s", time.Since(provisioned).Seconds(), node, d.State)
+			last = d.State
+		}
+		if d.State == model.Failed || d.State == model.Quarantined {
+			t.Fatalf("%s went to %s: %s: %s\nfindings: %s", node, d.State, d.FailureClass, d.FailureMsg, d.Findings)
+		}
+		return d.State == model.Ready
+	})
+	t.Logf("power-on to Ready in %v (whole test so far %v)", time.Since(provisioned).Round(time.Second), time.Since(start).Round(time.Second))
+
+	// The timeline: every step of the chain, in order, each succeeded.
+	want := []string{"enroll", "set-boot-network", "boot-network", "wait-netboot-checkin", "inspect", "validate",
+		"image", "set-boot-disk", "boot-disk", "wait-firstboot-checkin", "burn-in"}
+	var got []string
+	for _, s := range d.Timeline {
+		if s.Outcome == model.Succeeded {
+			got = append(got, s.Name)
+		}
+	}
+	if !isSubsequence(want, got) {
+		t.Errorf("timeline (succeeded steps) = %v, want %v in that order", got, want)
+	}
+	actions := map[string]bool{}
+	for _, e := range d.Events {
+		actions[e.Action] = true
+	}
+	for _, a := range []string{"dhcp.ack", "agent.checkin"} {
+		if !actions[a] {
+			t.Errorf("no %s event recorded for %s; events: %v", a, node, actions)
+		}
+	}
+
+	// What the agent reported from inside the VM.
+	inv, err := inventory.Parse(d.Inventory)
+	if err != nil {
+		t.Fatalf("stored inventory: %v", err)
+	}
+	cpus := 0
+	for _, c := range inv.CPUs {
+		cpus += c.Threads
+	}
+	if cpus != vmCPUs {
+		t.Errorf("inventory CPUs: %d threads (%+v), want %d", cpus, inv.CPUs, vmCPUs)
+	}
+	var disk *inventory.BlockDevice
+	for i := range inv.Disks {
+		if inv.Disks[i].Name == "vda" {
+			disk = &inv.Disks[i]
+		}
+	}
+	if disk == nil || disk.SizeBytes != diskSize {
+		t.Errorf("inventory disks = %+v, want vda of %d bytes", inv.Disks, int64(diskSize))
+	}
+	macOK := false
+	for _, n := range inv.NICs {
+		macOK = macOK || strings.EqualFold(n.MAC, vmMAC)
+	}
+	if !macOK {
+		t.Errorf("inventory NICs = %+v, want one with MAC %s", inv.NICs, vmMAC)
+	}
+	if inv.System.Vendor != "QEMU" {
+		t.Errorf("inventory system = %+v, want vendor QEMU", inv.System)
+	}
+
+	// The audit chain verifies end to end.
+	if out, err := cli("audit", "verify"); err != nil {
+		t.Errorf("rackstrap audit verify: %v\n%s", err, out)
+	} else {
+		t.Logf("audit verify: %s", strings.TrimSpace(out))
+	}
+	// The console shows both boots: the netboot agent and the installed OS.
+	con, _ := os.ReadFile(filepath.Join(vm.dir, "console.log"))
+	for _, m := range []string{"rackstrap-init: rackstrap-agent e2e starting", "checked in as node " + node, "e2e-os: root mounted"} {
+		if !bytes.Contains(con, []byte(m)) {
+			t.Errorf("console lacks %q", m)
+		}
+	}
+	t.Logf("e2e done in %v", time.Since(start).Round(time.Second))
+}
+
+func isSubsequence(want, got []string) bool {
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+func waitUntil(t *testing.T, d *daemon, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if d.exited() {
+			b, _ := os.ReadFile(d.log)
+			t.Fatalf("%s exited while waiting for %s:\n%s", d.name, what, tail(string(b), 4000))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, limit)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
