@@ -24,6 +24,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/firmware"
 	imgstore "github.com/rackstrap/rackstrap/images/store"
+	"github.com/rackstrap/rackstrap/test/pgtest"
 )
 
 const nodes = 4
@@ -139,6 +140,24 @@ func firmwareDir(t *testing.T) (string, string) {
 func TestSIGKILLMidRunFlashesEachPackageOnce(t *testing.T) {
 	t.Parallel()
 	bin := buildRackstrap(t)
+	pg, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Stop)
+	dsn, err := pg.NewDatabase("firmware")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, database := range map[string]string{"sqlite": "", "postgres": dsn} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sigkillRun(t, bin, database)
+		})
+	}
+}
+
+func sigkillRun(t *testing.T, bin, database string) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	t.Logf("kill moments seed %d", seed)
@@ -161,6 +180,9 @@ func TestSIGKILLMidRunFlashesEachPackageOnce(t *testing.T) {
 	addr := freeAddr(t)
 	args := []string{"serve", "--data-dir", dir, "--api-listen", addr, "--simulate", "0", "--log-format", "json",
 		"--firmware-dir", fwDir, "--firmware-trusted-key", pub, "--firmware-poll-interval", "50ms"}
+	if database != "" {
+		args = append(args, "--database", database)
+	}
 	logf, err := os.Create(filepath.Join(dir, "controller.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -209,9 +231,12 @@ func TestSIGKILLMidRunFlashesEachPackageOnce(t *testing.T) {
 		t.Fatalf("firmware apply: %v\n%s", err, out)
 	}
 	for kill := 1; kill <= 2; kill++ {
-		// The first kill lands in the canary wave, the second mostly in the
+		// The first kill lands in the canary wave, the second in the
 		// next one (a wave takes about 2s: BMC task, BMC reset, BIOS task).
-		time.Sleep(time.Duration(300*kill+rng.IntN(1000+300*kill)) * time.Millisecond)
+		if kill == 2 {
+			waitFor(t, "the second wave", func() bool { return accepted(bmcs) > 2 })
+		}
+		time.Sleep(time.Duration(200+rng.IntN(1000)) * time.Millisecond)
 		var run store.FirmwareRun
 		call(addr, "GET", "/api/v1/firmware/runs/1", nil, &run)
 		t.Logf("SIGKILL %d at %d accepted updates, run %s", kill, accepted(bmcs), run.Status)
@@ -250,7 +275,11 @@ func TestSIGKILLMidRunFlashesEachPackageOnce(t *testing.T) {
 		t.Errorf("firmware compliance after the run: %v\n%s", err, out)
 	}
 	c.kill(t)
-	if out, err := exec.Command(bin, "audit", "verify", "--data-dir", dir).CombinedOutput(); err != nil {
+	verify := []string{"audit", "verify", "--data-dir", dir}
+	if database != "" {
+		verify = []string{"audit", "verify", "--database", database}
+	}
+	if out, err := exec.Command(bin, verify...).CombinedOutput(); err != nil {
 		t.Errorf("audit verify after the kills: %v\n%s", err, out)
 	}
 }
