@@ -13,15 +13,18 @@
 //     pure wave planner (a canary wave first, waves of a size, a run that stops
 //     when failures reach a threshold).
 //   - Client.Apply updates one component of one node through Redfish
-//     SimpleUpdate, polls the BMC's task to completion under a deadline,
+//     SimpleUpdate or a multipart HTTP push (chosen by what the BMC's
+//     UpdateService advertises), polls the BMC's task to completion under a
+//     deadline,
 //     applies the reset the package needs, re-reads the inventory and verifies
 //     the new version. A node already at the package's version is a no-op
 //     that says so; an update task already running on the BMC is waited for,
 //     never doubled.
 //
-// The durable, resumable run across controller restarts is the controller's:
-// it persists the plan, the wave outcomes and each Apply's task URI
-// (Request.OnTask), and replays Apply with the same key after a restart.
+// The durable, resumable run across controller restarts is the controller's
+// (controller/fwrun): it persists the plan, the wave outcomes and each
+// Apply's task URI (Request.OnTask), and replays Apply with the same key
+// and ResumeTask after a restart.
 //
 // The Redfish client is plain net/http rather than gofish: gofish runs its
 // requests on context.Background and reads bodies unbounded, and bmclib's
