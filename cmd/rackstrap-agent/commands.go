@@ -336,6 +336,14 @@ func newFirstbootCmd(d *deps) *cobra.Command {
 			"Run again after a reboot, it carries on with the saved session.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if statePath == "auto" {
+				p, err := findFirstbootDisk(f.sysRoot)
+				if err != nil {
+					return err
+				}
+				statePath = p
+				fmt.Fprintf(cmd.ErrOrStderr(), "first-boot record found on %s\n", p)
+			}
 			rec, err := firstboot.Load(statePath)
 			if err != nil {
 				return err
@@ -368,7 +376,7 @@ func newFirstbootCmd(d *deps) *cobra.Command {
 	}
 	f.register(cmd)
 	tf.register(cmd, "/var/lib/rackstrap-agent/tasks.json", 5*time.Minute)
-	cmd.Flags().StringVar(&statePath, "state", "", "the first-boot record: a file, or the disk whose tail holds it (required)")
+	cmd.Flags().StringVar(&statePath, "state", "", "the first-boot record: a file, the disk whose tail holds it, or auto (the one whole disk that holds one) (required)")
 	cmd.Flags().StringVar(&tf.disk, "disk", "", "device (or file) the disk burn-in check reads; default every whole disk")
 	_ = cmd.MarkFlagRequired("state")
 	return cmd

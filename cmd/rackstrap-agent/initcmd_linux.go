@@ -12,10 +12,25 @@ import (
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/initproc"
 )
 
-// isInit says whether this process was started as an initramfs's /init
-// (or as PID 1 under any name).
+// isInit says whether this process was started as an initramfs's /init,
+// or as PID 1 without one of the agent's verbs (the kernel passes init the
+// command line words it does not know; a container running
+// `rackstrap-agent inventory` as PID 1 is not a boot).
 func isInit() bool {
-	return os.Getpid() == 1 || filepath.Base(os.Args[0]) == "init"
+	if filepath.Base(os.Args[0]) == "init" {
+		return true
+	}
+	if os.Getpid() != 1 {
+		return false
+	}
+	if len(os.Args) > 1 {
+		for _, c := range newRootCmd(defaultDeps()).Commands() {
+			if c.Name() == os.Args[1] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // runInit is PID 1 of Rackstrap's netboot initramfs and of an installed

@@ -161,3 +161,21 @@ func wholeDisks(root string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// findFirstbootDisk is --state auto: the whole disk whose tail holds a
+// first-boot record (the installed OS need not know its disk's name).
+func findFirstbootDisk(root string) (string, error) {
+	disks, err := wholeDisks(root)
+	if err != nil {
+		return "", fmt.Errorf("--state auto: %w", err)
+	}
+	var errs []error
+	for _, d := range disks {
+		if _, err := firstboot.Load(d); err == nil {
+			return d, nil
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	return "", fmt.Errorf("--state auto: no disk holds a first-boot record (looked at %v): %w; was this disk imaged by Rackstrap?", disks, errors.Join(errs...))
+}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -183,6 +184,49 @@ func mustSymlink(t *testing.T, target, p string) {
 	}
 }
 
+// builds are the binaries and images, made once for the package's tests
+// (TestMain removes them).
+type builds struct {
+	rs, agent, dir                             string
+	artifacts, store, pub, kernel, initrd, key string
+}
+
+var (
+	buildOnce sync.Once
+	buildErr  string
+	shared    builds
+)
+
+func built(t *testing.T) builds {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rackstrap-e2e-")
+		if err != nil {
+			buildErr = err.Error()
+			return
+		}
+		os.Chmod(dir, 0o755)
+		atExit(func() { os.RemoveAll(dir) })
+		b := builds{dir: dir, rs: filepath.Join(dir, "rackstrap"), agent: filepath.Join(dir, "rackstrap-agent")}
+		// a failure inside Do must not leave later tests with half a build
+		ok := false
+		defer func() {
+			if !ok && buildErr == "" {
+				buildErr = "building the binaries and images failed (see the first test's log)"
+			}
+		}()
+		goBuild(t, "github.com/rackstrap/rackstrap/cmd/rackstrap", b.rs)
+		goBuild(t, "github.com/rackstrap/rackstrap/cmd/rackstrap-agent", b.agent)
+		b.artifacts, b.store, b.pub, b.kernel, b.initrd = buildImages(t, b.rs, b.agent, dir)
+		b.key = filepath.Join(dir, "signing.key")
+		shared, ok = b, true
+	})
+	if buildErr != "" {
+		t.Fatal(buildErr)
+	}
+	return shared
+}
+
 type nodeDetail struct {
 	model.Node
 	Timeline []model.Step       `json:"timeline"`
@@ -201,10 +245,8 @@ func TestPowerOnToReady(t *testing.T) {
 	start := time.Now()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	rs, agent := filepath.Join(dir, "rackstrap"), filepath.Join(dir, "rackstrap-agent")
-	goBuild(t, "github.com/rackstrap/rackstrap/cmd/rackstrap", rs)
-	goBuild(t, "github.com/rackstrap/rackstrap/cmd/rackstrap-agent", agent)
-	artifacts, store, pub, kernel, initrd := buildImages(t, rs, agent, dir)
+	b := built(t)
+	rs, artifacts, store, pub, kernel, initrd := b.rs, b.artifacts, b.store, b.pub, b.kernel, b.initrd
 	t.Logf("binaries and images built in %v", time.Since(start).Round(time.Second))
 
 	ns := newNetns(t, nsName, ctlCIDR)
@@ -389,4 +431,93 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// TestTamperedImageIsRefused: one byte of the signed OS image changed in
+// the store, or an image signed by a key the controller does not trust:
+// `rackstrap serve` refuses to start with it, so no boot server ever
+// offers those bytes and no disk is written.
+func TestTamperedImageIsRefused(t *testing.T) {
+	need(t, map[string]string{"busybox": "busybox-static", "dpkg-deb": "dpkg", "apt-get": "apt"})
+	b := built(t)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "bmc.pass")
+	write(t, pw, bmcPass+"\n", 0o600)
+	serve := func(store, pub string) string {
+		artifacts := filepath.Join(t.TempDir(), "artifacts")
+		os.MkdirAll(artifacts, 0o755)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// loopback only, and nothing to bind: it must fail while loading the image
+		cmd := exec.CommandContext(ctx, b.rs, "serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--api-listen", "127.0.0.1:0",
+			"--artifacts", artifacts, "--image-store", store, "--image", imgName+":1", "--trusted-key", pub,
+			"--boot-url", "http://127.0.0.1:1", "--boot-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--no-dhcp",
+			"--bmc-password-file", pw, "--log-format", "json")
+		out, err := cmd.CombinedOutput()
+		if err == nil || ctx.Err() != nil {
+			t.Fatalf("rackstrap serve with a bad image: %v (it must refuse to start)\n%s", err, out)
+		}
+		if fs, _ := os.ReadDir(artifacts); len(fs) != 0 {
+			t.Errorf("serve exported %v to the boot server's directory before refusing", fs)
+		}
+		return string(out)
+	}
+
+	// one byte of the raw disk artifact flipped
+	tampered := filepath.Join(dir, "store")
+	run(t, time.Minute, "cp", "-a", b.store, tampered)
+	// the store keeps artifacts as content-addressed blobs named in the manifest
+	var m struct {
+		Artifacts []struct {
+			Format string
+			Stored struct{ Digest string }
+		}
+	}
+	mb, err := os.ReadFile(filepath.Join(tampered, "images", imgName, "1", "manifest.json"))
+	if err != nil || json.Unmarshal(mb, &m) != nil {
+		t.Fatalf("the store's manifest: %v\n%s", err, mb)
+	}
+	var raws []string
+	for _, a := range m.Artifacts {
+		if a.Format == "raw" {
+			raws = append(raws, filepath.Join(tampered, "blobs", "sha256", strings.TrimPrefix(a.Stored.Digest, "sha256:")))
+		}
+	}
+	if len(raws) != 1 {
+		t.Fatalf("the manifest names raw artifacts %v, want one", raws)
+	}
+	// the blob is zstd: flip one byte of the image inside it and compress
+	// again, so only the signed digests can tell
+	plain := filepath.Join(dir, "plain.raw")
+	run(t, time.Minute, "zstd", "-q", "-d", raws[0], "-o", plain)
+	f, err := os.OpenFile(plain, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := make([]byte, 1)
+	f.ReadAt(one, 3<<20)
+	one[0] ^= 0x01
+	f.WriteAt(one, 3<<20)
+	f.Close()
+	os.Chmod(raws[0], 0o644)
+	run(t, time.Minute, "zstd", "-q", "-f", plain, "-o", raws[0])
+	if out := serve(tampered, b.pub); !strings.Contains(out, "image "+imgName+":1") {
+		t.Errorf("serve with a tampered image said:\n%s\nwant it to refuse image %s:1", out, imgName)
+	} else {
+		t.Logf("tampered image: %s", lastLine(out))
+	}
+
+	// signed, but by a key this controller does not trust
+	other, otherPub := filepath.Join(dir, "other.key"), filepath.Join(dir, "other.pub")
+	run(t, time.Minute, b.rs, "image", "keygen", "--key", other, "--pub", otherPub)
+	if out := serve(b.store, otherPub); !strings.Contains(out, "refusing image "+imgName+":1") {
+		t.Errorf("serve with an untrusted signature said:\n%s\nwant 'refusing image %s:1'", out, imgName)
+	} else {
+		t.Logf("untrusted signature: %s", lastLine(out))
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

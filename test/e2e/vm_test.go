@@ -238,5 +238,23 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "e2e: %v: killed the VM, ipmi_sim and rackstrap serve, removed the namespace\n", s)
 		os.Exit(1)
 	}()
-	os.Exit(m.Run())
+	code := m.Run()
+	onExit.Lock()
+	for i := len(onExit.undo) - 1; i >= 0; i-- {
+		onExit.undo[i]()
+	}
+	onExit.Unlock()
+	os.Exit(code)
+}
+
+// onExit holds what outlives one test but not the run (the shared builds).
+var onExit struct {
+	sync.Mutex
+	undo []func()
+}
+
+func atExit(f func()) {
+	onExit.Lock()
+	defer onExit.Unlock()
+	onExit.undo = append(onExit.undo, f)
 }
