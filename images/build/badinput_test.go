@@ -76,6 +76,11 @@ func TestBadInput(t *testing.T) {
 			},
 			want: []string{"boot.efi: /usr/lib/systemd/boot/efi/systemd-bootx64.efi is not in the image", "install systemd-boot-efi"},
 		},
+		"grub loader but no GRUB in the image": {
+			outputs: "  disk: {size: 100MiB, esp_size: 40MiB}\nboot: {loader: grub}\n",
+			mutate:  func(t *testing.T, dir string) {},
+			want:    []string{"boot.efi: /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed is not in the image", "install grub-efi-amd64-signed"},
+		},
 		"missing hook script": {
 			mutate: func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, "hooks/20-check.sh")) },
 			want:   []string{"first_boot[1].script: hooks/20-check.sh", "relative paths are relative to the spec file"},

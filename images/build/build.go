@@ -376,31 +376,91 @@ func fillHoles(p string) error {
 	}
 }
 
-// espFiles lists the EFI System Partition: systemd-boot as the removable
-// media loader, its loader.conf and entry, the kernel and the initrd.
+// espFiles lists the EFI System Partition: the boot loader as the
+// removable-media path EFI/BOOT/BOOTX64.EFI with its configuration, the
+// kernel and the initrd.
 func (b *builder) espFiles(a *assembly, root string) ([]espFile, error) {
+	s := b.spec
+	cmdline := strings.TrimSpace(strings.Join([]string{root, "rw", s.Kernel.Cmdline, s.Boot.Cmdline}, " "))
+	var files []espFile
+	var err error
+	if s.Boot.Loader == "grub" {
+		files, err = b.grubFiles(a, cmdline)
+	} else {
+		files, err = b.systemdBootFiles(a, cmdline)
+	}
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, espFile{path: "vmlinuz", src: a.kernel})
+	if a.initrd != nil {
+		files = append(files, espFile{path: "initrd.img", src: a.initrd})
+	}
+	return files, nil
+}
+
+func (b *builder) systemdBootFiles(a *assembly, cmdline string) ([]espFile, error) {
 	s := b.spec
 	loader, err := b.hostOrImage(a.tree, "boot.efi", s.Boot.EFI)
 	if err != nil {
 		return nil, fmt.Errorf("%w (the disk output needs systemd-boot: install systemd-boot-efi in the base or set boot.efi)", err)
 	}
-	cmdline := strings.TrimSpace(strings.Join([]string{root, "rw", s.Kernel.Cmdline, s.Boot.Cmdline}, " "))
 	entry := fmt.Sprintf("title %s %s\nlinux /vmlinuz\n", s.Name, s.Version)
 	if a.initrd != nil {
 		entry += "initrd /initrd.img\n"
 	}
 	entry += "options " + cmdline + "\n"
 	conf := "default rackstrap.conf\ntimeout 0\nconsole-mode keep\n"
-	files := []espFile{
+	return []espFile{
 		{path: "EFI/BOOT/BOOTX64.EFI", src: loader},
 		{path: "loader/loader.conf", src: dataEntry(conf)},
 		{path: "loader/entries/rackstrap.conf", src: dataEntry(entry)},
-		{path: "vmlinuz", src: a.kernel},
+	}, nil
+}
+
+// grubFiles lays out Debian's signed GRUB EFI, behind shim when there is
+// one: shim is BOOTX64.EFI and loads grubx64.efi from its own directory.
+// Debian's GRUB reads $prefix/grub.cfg with the prefix /EFI/debian, and
+// other builds $cmdpath/grub.cfg, so the configuration goes in both.
+func (b *builder) grubFiles(a *assembly, cmdline string) ([]espFile, error) {
+	s := b.spec
+	grub, err := b.hostOrImage(a.tree, "boot.efi", s.Boot.EFI)
+	if err != nil {
+		return nil, fmt.Errorf("%w (boot.loader grub needs GRUB EFI: install grub-efi-amd64-signed in the base or set boot.efi)", err)
 	}
+	var shim *rootfs.Entry
+	if s.Boot.Shim != "" {
+		if shim, err = b.hostOrImage(a.tree, "boot.shim", s.Boot.Shim); err != nil {
+			return nil, fmt.Errorf("%w (install shim-signed in the base, or remove boot.shim to boot GRUB directly)", err)
+		}
+	} else if e, err := b.hostOrImage(a.tree, "boot.shim", spec.DefaultShim); err == nil {
+		shim = e
+	}
+	var cfg strings.Builder
+	cfg.WriteString("set default=0\nset timeout=0\n")
+	fmt.Fprintf(&cfg, "menuentry %s {\n\tlinux /vmlinuz", grubQuote(s.Name+" "+s.Version))
+	for _, arg := range strings.Fields(cmdline) {
+		cfg.WriteString(" " + grubQuote(arg))
+	}
+	cfg.WriteString("\n")
 	if a.initrd != nil {
-		files = append(files, espFile{path: "initrd.img", src: a.initrd})
+		cfg.WriteString("\tinitrd /initrd.img\n")
 	}
-	return files, nil
+	cfg.WriteString("}\n")
+	files := []espFile{{path: "EFI/BOOT/BOOTX64.EFI", src: grub}}
+	if shim != nil {
+		files = []espFile{{path: "EFI/BOOT/BOOTX64.EFI", src: shim}, {path: "EFI/BOOT/grubx64.efi", src: grub}}
+	}
+	return append(files,
+		espFile{path: "EFI/BOOT/grub.cfg", src: dataEntry(cfg.String())},
+		espFile{path: "EFI/debian/grub.cfg", src: dataEntry(cfg.String())},
+	), nil
+}
+
+// grubQuote quotes a word for GRUB's shell-like script: single quotes keep
+// everything literal ($, ;, spaces, double quotes).
+func grubQuote(w string) string {
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
 
 func dataEntry(s string) *rootfs.Entry {

@@ -35,7 +35,11 @@ func (b *builder) writeISO(ctx context.Context, out string, a *assembly, initram
 	if err != nil {
 		return fmt.Errorf("%w (install syslinux-common in the base or set boot.ldlinux)", err)
 	}
-	loader, err := b.hostOrImage(a.tree, "boot.efi", s.Boot.EFI)
+	efi := s.Boot.EFI
+	if s.Boot.Loader == "grub" {
+		efi = spec.DefaultEFI // boot.loader picks the disk's loader; the ISO boots EFI with systemd-boot
+	}
+	loader, err := b.hostOrImage(a.tree, "boot.efi", efi)
 	if err != nil {
 		return fmt.Errorf("%w (the iso output needs systemd-boot for EFI boot: install systemd-boot-efi in the base or set boot.efi)", err)
 	}

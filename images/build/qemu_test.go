@@ -71,13 +71,14 @@ echo "RACKSTRAP-DISK-BOOT-OK $(/bin/busybox cat /proc/cmdline)" > /dev/console
 /bin/busybox poweroff -f
 `
 
-// TestQEMUBootsRawDisk boots the built raw disk under OVMF (TCG): the
-// firmware finds our ESP, runs systemd-boot, which reads our loader entry
-// and starts the kernel and initrd from the ESP; the initrd prints a marker
-// with the command line on the serial console.
+// TestQEMUBootsRawDisk boots the built raw disk under OVMF (TCG), once per
+// EFI loader: the firmware finds our ESP and runs systemd-boot, or shim and
+// Debian's signed GRUB, which read our configuration and start the kernel
+// and initrd from the ESP; the initrd prints a marker with the command line
+// on the serial console.
 func TestQEMUBootsRawDisk(t *testing.T) {
 	t.Parallel()
-	need(t, "cpio")
+	need(t, "cpio", "fsck.vfat", "mdir", "sgdisk")
 	for _, tool := range []string{"qemu-system-x86_64", "busybox"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed; run 'make test-deps' (qemu-system-x86, busybox-static)", tool)
@@ -89,27 +90,55 @@ func TestQEMUBootsRawDisk(t *testing.T) {
 		}
 	}
 	kpath, release := bootKernel(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	r := filepath.Join(dir, "rootfs")
-	copyHost(t, kpath, filepath.Join(r, "boot/vmlinuz-"+release))
-	copyHost(t, "/usr/lib/systemd/boot/efi/systemd-bootx64.efi", filepath.Join(r, "usr/lib/systemd/boot/efi/systemd-bootx64.efi"))
-	write(t, filepath.Join(r, "etc/os-release"), "ID=test\n", 0o644)
-
-	// the initrd is made by cpio(1) and gzip from busybox-static, not by us
-	ird := filepath.Join(dir, "ird")
-	busybox, _ := exec.LookPath("busybox")
-	copyHost(t, busybox, filepath.Join(ird, "bin/busybox"))
-	os.Chmod(filepath.Join(ird, "bin/busybox"), 0o755)
-	os.MkdirAll(filepath.Join(ird, "proc"), 0o755)
-	os.MkdirAll(filepath.Join(ird, "dev"), 0o755)
-	write(t, filepath.Join(ird, "init"), bootInit, 0o755)
-	mk := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.gz")
-	mk.Dir = ird
-	if b, err := mk.CombinedOutput(); err != nil {
-		t.Fatalf("make initrd: %v\n%s", err, b)
+	cases := map[string]struct {
+		boot    string
+		loaders map[string]string // host file -> path in the image
+		esp     []string          // mdir -/ listing must hold these
+	}{
+		"systemd-boot": {
+			loaders: map[string]string{"/usr/lib/systemd/boot/efi/systemd-bootx64.efi": "usr/lib/systemd/boot/efi/systemd-bootx64.efi"},
+			esp:     []string{"BOOTX64  EFI", "rackstrap.conf", "vmlinuz"},
+		},
+		"grub behind shim": {
+			boot: "boot: {loader: grub}\n",
+			loaders: map[string]string{
+				"/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed": "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
+				"/usr/lib/shim/shimx64.efi.signed":                   "usr/lib/shim/shimx64.efi.signed",
+			},
+			esp: []string{"BOOTX64  EFI", " grubx64.efi", "::/EFI/debian", " grub.cfg", "vmlinuz"},
+		},
 	}
-	write(t, filepath.Join(dir, "image.yaml"), fmt.Sprintf(`api_version: rackstrap.io/image/v1
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for host := range tc.loaders {
+				if _, err := os.Stat(host); err != nil {
+					t.Fatalf("%v; run 'make test-deps' (systemd-boot-efi, grub-efi-amd64-signed, shim-signed)", err)
+				}
+			}
+			dir := t.TempDir()
+			os.Chmod(dir, 0o755)
+			r := filepath.Join(dir, "rootfs")
+			copyHost(t, kpath, filepath.Join(r, "boot/vmlinuz-"+release))
+			for host, in := range tc.loaders {
+				copyHost(t, host, filepath.Join(r, in))
+			}
+			write(t, filepath.Join(r, "etc/os-release"), "ID=test\n", 0o644)
+
+			// the initrd is made by cpio(1) and gzip from busybox-static, not by us
+			ird := filepath.Join(dir, "ird")
+			busybox, _ := exec.LookPath("busybox")
+			copyHost(t, busybox, filepath.Join(ird, "bin/busybox"))
+			os.Chmod(filepath.Join(ird, "bin/busybox"), 0o755)
+			os.MkdirAll(filepath.Join(ird, "proc"), 0o755)
+			os.MkdirAll(filepath.Join(ird, "dev"), 0o755)
+			write(t, filepath.Join(ird, "init"), bootInit, 0o755)
+			mk := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.gz")
+			mk.Dir = ird
+			if b, err := mk.CombinedOutput(); err != nil {
+				t.Fatalf("make initrd: %v\n%s", err, b)
+			}
+			write(t, filepath.Join(dir, "image.yaml"), fmt.Sprintf(`api_version: rackstrap.io/image/v1
 name: bootme
 version: "1"
 source_date_epoch: 1700000000
@@ -118,21 +147,33 @@ kernel:
   version: %s
   initrd: initrd.gz
   cmdline: console=ttyS0 panic=-1 rackstrap.test=disk
-outputs:
+%soutputs:
   disk: {size: 80MiB, esp_size: 40MiB}
-`, release), 0o644)
-	res := build(t, dir, filepath.Join(dir, "out"))
-	raw := res.Files["bootme.raw"]
-	vars := filepath.Join(dir, "vars.fd")
-	copyHost(t, "/usr/share/OVMF/OVMF_VARS.fd", vars)
+`, release, tc.boot), 0o644)
+			res := build(t, dir, filepath.Join(dir, "out"))
+			raw := res.Files["bootme.raw"]
 
-	want := "root=PARTUUID=" + uuidString(derivedUUID(res.Manifest.SpecDigest, "gpt-root"))
-	line := bootQEMU(t, "RACKSTRAP-DISK-BOOT-OK", "-machine", "q35,accel=tcg",
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
-		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-		"-drive", "if=virtio,format=raw,file="+raw)
-	if !strings.Contains(line, want) || !strings.Contains(line, "rackstrap.test=disk") {
-		t.Fatalf("booted with the wrong command line: %s\nwant %s", line, want)
+			esp := filepath.Join(dir, "esp.img")
+			extractPartition(t, raw, 1, esp)
+			run(t, "fsck.vfat", "-n", esp)
+			mdir := run(t, "mdir", "-i", esp, "-/", "::")
+			for _, want := range tc.esp {
+				if !strings.Contains(mdir, want) {
+					t.Errorf("ESP listing lacks %q:\n%s", want, mdir)
+				}
+			}
+
+			vars := filepath.Join(dir, "vars.fd")
+			copyHost(t, "/usr/share/OVMF/OVMF_VARS.fd", vars)
+			want := "root=PARTUUID=" + uuidString(derivedUUID(res.Manifest.SpecDigest, "gpt-root"))
+			line := bootQEMU(t, "RACKSTRAP-DISK-BOOT-OK", "-machine", "q35,accel=tcg",
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd",
+				"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+				"-drive", "if=virtio,format=raw,file="+raw)
+			if !strings.Contains(line, want) || !strings.Contains(line, "rackstrap.test=disk") {
+				t.Fatalf("booted with the wrong command line: %s\nwant %s", line, want)
+			}
+		})
 	}
 }
 

@@ -95,6 +95,14 @@ func TestParseErrors(t *testing.T) {
 			doc:  strings.Replace(minimal, "  dir: rootfs", "  - rootfs", 1),
 			want: []string{`s.yaml:6:3: base: want a mapping of keys (dir, oci, tarball), got a list`},
 		},
+		"unknown boot loader": {
+			doc:  minimal + "boot: {loader: lilo}\n",
+			want: []string{`boot.loader: "lilo" is not supported; use systemd-boot or grub`},
+		},
+		"shim without grub": {
+			doc:  minimal + "boot: {shim: /usr/lib/shim/shimx64.efi.signed}\n",
+			want: []string{`boot.shim: shim only goes in front of GRUB`},
+		},
 		"bad size": {
 			doc:  minimal + "  disk: {size: 12 parsecs}\n",
 			want: []string{`s.yaml:11:16: outputs.disk.size: "12 parsecs" is not a size`},
@@ -361,5 +369,12 @@ func TestWithDefaults(t *testing.T) {
 	}
 	if s.Outputs.Disk.Sparse != nil {
 		t.Error("WithDefaults changed its receiver")
+	}
+	g, err := Parse([]byte(minimal+"  disk: {size: 1GiB}\nboot: {loader: grub}\n"), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := g.WithDefaults(); d.Boot.EFI != DefaultGRUB {
+		t.Errorf("WithDefaults().Boot.EFI = %q for loader grub, want %q", d.Boot.EFI, DefaultGRUB)
 	}
 }

@@ -167,11 +167,18 @@ type Hook struct {
 
 // Boot configures the boot loaders of the disk and ISO outputs.
 type Boot struct {
-	// Loader is the EFI boot loader kind; only systemd-boot today.
+	// Loader is the disk's EFI boot loader: systemd-boot (default) or grub
+	// (Debian's signed GRUB EFI, behind shim when the image has it). The
+	// ISO always boots EFI with systemd-boot.
 	Loader string `yaml:"loader,omitempty" json:"loader,omitempty"`
-	// EFI is the EFI boot loader binary
-	// (default /usr/lib/systemd/boot/efi/systemd-bootx64.efi in the image).
+	// EFI is the EFI boot loader binary (default, in the image:
+	// /usr/lib/systemd/boot/efi/systemd-bootx64.efi for systemd-boot,
+	// /usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed for grub).
 	EFI string `yaml:"efi,omitempty" json:"efi,omitempty"`
+	// Shim goes in front of GRUB as EFI/BOOT/BOOTX64.EFI (grub only; default
+	// /usr/lib/shim/shimx64.efi.signed when the image has it, else GRUB
+	// boots directly).
+	Shim string `yaml:"shim,omitempty" json:"shim,omitempty"`
 	// ISOLinux is isolinux.bin for BIOS boot of the ISO
 	// (default /usr/lib/ISOLINUX/isolinux.bin in the image).
 	ISOLinux string `yaml:"isolinux,omitempty" json:"isolinux,omitempty"`

@@ -25,6 +25,8 @@ var (
 // Defaults filled in by WithDefaults.
 const (
 	DefaultEFI       = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+	DefaultGRUB      = "/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+	DefaultShim      = "/usr/lib/shim/shimx64.efi.signed"
 	DefaultISOLinux  = "/usr/lib/ISOLINUX/isolinux.bin"
 	DefaultLDLinux   = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
 	DefaultPkgDest   = "/var/lib/rackstrap/packages"
@@ -42,6 +44,9 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Boot.EFI == "" {
 		s.Boot.EFI = DefaultEFI
+		if s.Boot.Loader == "grub" {
+			s.Boot.EFI = DefaultGRUB
+		}
 	}
 	if s.Boot.ISOLinux == "" {
 		s.Boot.ISOLinux = DefaultISOLinux
@@ -271,8 +276,11 @@ func (s *Spec) validate() Errors {
 			add(p, "set exactly one of run (inline script) or script (a file)")
 		}
 	}
-	if s.Boot.Loader != "" && s.Boot.Loader != "systemd-boot" {
-		add("boot.loader", "%q is not supported; use systemd-boot", s.Boot.Loader)
+	if s.Boot.Loader != "" && s.Boot.Loader != "systemd-boot" && s.Boot.Loader != "grub" {
+		add("boot.loader", "%q is not supported; use systemd-boot or grub", s.Boot.Loader)
+	}
+	if s.Boot.Shim != "" && s.Boot.Loader != "grub" {
+		add("boot.shim", "shim only goes in front of GRUB; set boot.loader: grub or remove boot.shim")
 	}
 	o := s.Outputs
 	if o.Disk == nil && o.Squashfs == nil && o.Netboot == nil && o.ISO == nil {
