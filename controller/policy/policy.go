@@ -55,7 +55,10 @@ type Signer struct {
 	Name string `yaml:"name" json:"name"`
 	// KeyFile is a PEM public key (a keyring's trusted/<id>.pub);
 	// relative paths are relative to the policy file.
-	KeyFile string `yaml:"key_file" json:"key_file"`
+	KeyFile string `yaml:"key_file" json:"key_file,omitempty"`
+	// KeysDir trusts every key of a keyring's trust store (its trusted/
+	// directory, less revoked/): 'rackstrap keys' manages it.
+	KeysDir string `yaml:"keys_dir" json:"keys_dir,omitempty"`
 }
 
 // Require lists the checks a node must pass before imaging and hand-off.
@@ -205,8 +208,20 @@ func (p *Policy) semantic(c *checker, root *yaml.Node) {
 			c.add(at, key, "signer %q is listed twice", s.Name)
 		}
 		names[s.Name] = true
-		if s.KeyFile == "" {
-			c.add(at, key, "give key_file: the signer's PEM public key ('rackstrap keys list' shows the files)")
+		if (s.KeyFile == "") == (s.KeysDir == "") {
+			c.add(at, key, "give either key_file (the signer's PEM public key; 'rackstrap keys list' shows the files) or keys_dir (a keyring)")
+			continue
+		}
+		if s.KeysDir != "" {
+			kd := s.KeysDir
+			if !filepath.IsAbs(kd) {
+				kd = filepath.Join(dir, kd)
+			}
+			pubs, err := keyringTrusted(kd)
+			if err != nil {
+				c.add(at, key+".keys_dir", "%v", err)
+			}
+			p.Signers = append(p.Signers, pubs...)
 			continue
 		}
 		kf := s.KeyFile
@@ -362,4 +377,27 @@ func (p *Policy) CheckSignedImage(storeDir, name, version string) *Violation {
 		return &Violation{Rule: RuleSignedImages, Message: fmt.Sprintf("image %s:%s: %v; it must be signed by a signer the policy names (trusted_signers)", name, version, err)}
 	}
 	return nil
+}
+
+// keyringTrusted reads a keyring's trust store without changing it.
+func keyringTrusted(dir string) ([]ed25519.PublicKey, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "trusted", "*.pub"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s has no trusted keys (trusted/*.pub); add them with 'rackstrap keys trust --keys-dir %s FILE'", dir, dir)
+	}
+	var out []ed25519.PublicKey
+	for _, f := range files {
+		if _, err := os.Stat(filepath.Join(dir, "revoked", filepath.Base(f))); err == nil {
+			continue
+		}
+		pub, err := imgstore.LoadPublicKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }

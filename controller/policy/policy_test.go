@@ -83,6 +83,8 @@ func TestParseErrors(t *testing.T) {
 		"alias":          {strings.Replace(good, "default: [\"gpu-node:*\"]", "default: *x", 1), `policy.yaml`},
 		"two docs":       {good + "---\napi_version: x\n", `a second YAML document`},
 		"empty":          {"", `empty policy`},
+		"both key kinds": {strings.Replace(good, "key_file: site.pub", "key_file: site.pub\n    keys_dir: keys", 1), `give either key_file`},
+		"empty keyring":  {strings.Replace(good, "key_file: site.pub", "keys_dir: nokeys", 1), `has no trusted keys`},
 		"wrong shape":    {"api_version: rackstrap.io/policy/v1\ntrusted_signers: yes\n", `trusted_signers: want a list, got "yes"`},
 	}
 	for name, tc := range cases {
@@ -94,6 +96,24 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("Load(%s) = %v, want an error containing %q", name, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestKeysDirSigner(t *testing.T) {
+	t.Parallel()
+	file, dir := writePolicy(t, strings.Replace(good, "key_file: site.pub", "keys_dir: keys", 1))
+	os.MkdirAll(filepath.Join(dir, "keys", "trusted"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "keys", "revoked"), 0o755)
+	imgstore.GenerateKey(filepath.Join(dir, "a.key"), filepath.Join(dir, "keys", "trusted", "a.pub"))
+	imgstore.GenerateKey(filepath.Join(dir, "b.key"), filepath.Join(dir, "keys", "trusted", "b.pub"))
+	data, _ := os.ReadFile(filepath.Join(dir, "keys", "trusted", "b.pub"))
+	os.WriteFile(filepath.Join(dir, "keys", "revoked", "b.pub"), data, 0o644)
+	p, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Signers) != 1 {
+		t.Errorf("signers from a keyring with one trusted and one revoked key: %d, want 1", len(p.Signers))
 	}
 }
 
