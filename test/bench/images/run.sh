@@ -41,10 +41,12 @@ measure() {
   local name=$1; shift
   sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
   /usr/bin/time -f "%e %M" -o "$T/$name.time" "$@" >/dev/null 2>"$T/$name.err" || { cat "$T/$name.err" >&2; return 1; }
+  cat "$T/$name.time" >>"$T/${name%_*}.times"
 }
 
 native_disk() {
   local d=$T/native.raw esp_off=$((1024*1024)) root_off=$(( (1 + esp_mb) * 1024 * 1024 ))
+  rm -f "$d"
   truncate -s "${disk_mb}M" "$d"
   sgdisk -q -n "1:2048:+${esp_mb}M" -t 1:ef00 -n 2:0:0 -t 2:8304 "$d"
   mkfs.vfat -F 32 -s 1 -n ESP --offset 2048 "$d" $((esp_mb * 1024)) >/dev/null 2>&1
@@ -55,30 +57,42 @@ native_disk() {
 }
 export -f native_disk; export T tree esp_mb disk_mb kver
 
-# BENCH_OUTPUTS picks the rows (default: all three)
+# BENCH_OUTPUTS picks the rows (default: all three); BENCH_RUNS (default 1)
+# repeats each pair, ours and native alternating, and reports medians: this
+# machine is shared, and one run can land on a busy moment.
 OUTPUTS=${BENCH_OUTPUTS:-disk squashfs netboot}
+RUNS=${BENCH_RUNS:-1}
 has() { [[ " $OUTPUTS " == *" $1 "* ]]; }
-if has disk; then
-  measure ours_disk "$T/imagebench" build "$T/disk.yaml" "$T/out-disk"
-  measure native_disk bash -c native_disk
-fi
-if has squashfs; then
-  measure ours_squashfs "$T/imagebench" build "$T/squashfs.yaml" "$T/out-squashfs"
-  measure native_squashfs mksquashfs "$tree" "$T/native.squashfs" -noappend -no-progress -quiet -comp zstd -b 1048576
-fi
-if has netboot; then
-  measure ours_netboot "$T/imagebench" build "$T/netboot.yaml" "$T/out-netboot"
-  measure native_netboot bash -c "cd '$tree' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | zstd -q -3 -T1 >'$T/native.cpio.zst'"
-fi
+for i in $(seq "$RUNS"); do
+  if has disk; then
+    rm -rf "$T/out-disk"
+    measure "ours_disk_$i" "$T/imagebench" build "$T/disk.yaml" "$T/out-disk"
+    measure "native_disk_$i" bash -c native_disk
+  fi
+  if has squashfs; then
+    rm -rf "$T/out-squashfs"
+    measure "ours_squashfs_$i" "$T/imagebench" build "$T/squashfs.yaml" "$T/out-squashfs"
+    measure "native_squashfs_$i" mksquashfs "$tree" "$T/native.squashfs" -noappend -no-progress -quiet -comp zstd -b 1048576
+  fi
+  if has netboot; then
+    rm -rf "$T/out-netboot"
+    measure "ours_netboot_$i" "$T/imagebench" build "$T/netboot.yaml" "$T/out-netboot"
+    measure "native_netboot_$i" bash -c "cd '$tree' && find . | LC_ALL=C sort | cpio -o -H newc --quiet | zstd -q -3 -T1 >'$T/native.cpio.zst'"
+  fi
+done
 
+# median NAME: the median wall time and the largest peak RSS of NAME's runs
+median() {
+  sort -n "$T/$1.times" | awk '{ t[NR] = $1; if ($2 > m) m = $2 } END { printf "%s %d\n", t[int((NR + 1) / 2)], m }'
+}
 row() {
-  read -r ot om <"$T/ours_$1.time"; read -r nt nm <"$T/native_$1.time"
-  local ratio tput
+  local ot om nt nm ratio tput
+  read -r ot om < <(median "ours_$1"); read -r nt nm < <(median "native_$1")
   ratio=$(awk -v a="$ot" -v b="$nt" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   tput=$(awk -v s="$bytes" -v t="$ot" 'BEGIN { printf "%.0f", (t > 0 ? s / t / 1048576 : 0) }')
   printf '| %s | %s | %s s | %s s | **%s×** | %s MiB/s | %d MiB | %d MiB |\n' "$1" "$2" "$ot" "$nt" "$ratio" "$tput" $((om / 1024)) $((nm / 1024))
 }
-echo "Tree: $((bytes / 1048576)) MiB ($(find "$tree" -type f | wc -l) files), $(nproc) cores; caches dropped before each run."
+echo "Tree: $((bytes / 1048576)) MiB ($(find "$tree" -type f | wc -l) files), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at the end; caches dropped before each run; median of $RUNS run(s), ours and native alternating."
 echo
 echo "| output | native pipeline | ours | native | ratio | our throughput | our peak RSS | native peak RSS |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
