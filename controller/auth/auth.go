@@ -104,7 +104,7 @@ func (a *Authenticator) Authorize(r *http.Request, perm api.Permission) (string,
 		if reason == "" { // the store failed: not the caller's fault
 			return "", err
 		}
-		return "", a.refuse(r, reason, "", err)
+		return "", a.refuse(r, reason, id.caller, err)
 	}
 	if !id.role.Allows(perm) {
 		need := leastRole(perm)
@@ -303,7 +303,7 @@ func (a *Authenticator) Serve(ctx context.Context) error {
 	}
 }
 
-// isLoopback says whether an API listen address reaches only this host.
+// IsLoopback says whether an API listen address reaches only this host.
 func IsLoopback(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
