@@ -26,6 +26,9 @@ type Rack struct {
 	Name    string `yaml:"name"`
 	Profile string `yaml:"profile"`
 	Desired string `yaml:"desired"`
+	// HandOff is the cluster the rack's nodes are handed to: slurm or
+	// kubernetes (empty: the controller's default).
+	HandOff string `yaml:"handoff"`
 	Nodes   []Node `yaml:"nodes"`
 }
 
@@ -39,6 +42,23 @@ type Node struct {
 	MACs    []string `yaml:"macs"`
 	Profile string   `yaml:"profile"`
 	Desired string   `yaml:"desired"`
+	HandOff string   `yaml:"handoff"` // overrides the rack's
+}
+
+// Hand-off targets: the clusters a node can be handed to.
+const (
+	TargetSlurm      = "slurm"
+	TargetKubernetes = "kubernetes"
+)
+
+// Targets lists the hand-off targets.
+var Targets = []string{TargetSlurm, TargetKubernetes}
+
+func checkTarget(t string) error {
+	if t == "" || t == TargetSlurm || t == TargetKubernetes {
+		return nil
+	}
+	return fmt.Errorf("unknown handoff target %q: use slurm or kubernetes", t)
 }
 
 // Parse reads a manifest strictly: unknown keys, duplicate names or slots,
@@ -79,7 +99,7 @@ func readable(e string) string {
 		return " " + e
 	}
 	if field, _, ok := strings.Cut(strings.TrimPrefix(rest, "field "), " not found"); ok && strings.HasPrefix(rest, "field ") {
-		return fmt.Sprintf("%s: unknown key %q (known: racks, name, profile, desired, nodes, slot, serial, bmc, bmcMAC, macs)", lineNo, field)
+		return fmt.Sprintf("%s: unknown key %q (known: racks, name, profile, desired, handoff, nodes, slot, serial, bmc, bmcMAC, macs)", lineNo, field)
 	}
 	return lineNo + ": " + rest
 }
@@ -148,6 +168,9 @@ func (m *Manifest) check(file string, doc *yaml.Node) error {
 				bad(i, -1, "rack %s: %v", r.Name, err)
 			}
 		}
+		if err := checkTarget(r.HandOff); err != nil {
+			bad(i, -1, "rack %s: %v", r.Name, err)
+		}
 		slots := map[int]bool{}
 		for j, n := range r.Nodes {
 			if n.Slot <= 0 {
@@ -173,6 +196,9 @@ func (m *Manifest) check(file string, doc *yaml.Node) error {
 				if _, err := model.ParseDesired(n.Desired); err != nil {
 					bad(i, j, "rack %s slot %d: %v", r.Name, n.Slot, err)
 				}
+			}
+			if err := checkTarget(n.HandOff); err != nil {
+				bad(i, j, "rack %s slot %d: %v", r.Name, n.Slot, err)
 			}
 		}
 	}
@@ -204,6 +230,20 @@ func (m *Manifest) Nodes() []model.Node {
 				Profile:  firstOf(n.Profile, r.Profile),
 				Desired:  desired,
 			})
+		}
+	}
+	return out
+}
+
+// HandOffTargets returns the hand-off target of every node that has one
+// (its own, else its rack's), by node name.
+func (m *Manifest) HandOffTargets() map[string]string {
+	out := map[string]string{}
+	for _, r := range m.Racks {
+		for _, n := range r.Nodes {
+			if t := firstOf(n.HandOff, r.HandOff); t != "" {
+				out[r.nodeName(n)] = t
+			}
 		}
 	}
 	return out
