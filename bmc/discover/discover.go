@@ -151,6 +151,13 @@ func hosts(p netip.Prefix, max int) ([]netip.Addr, error) {
 	return out, nil
 }
 
+// Probe looks at one address, as Scan does at each: it is how a BMC that
+// announced itself (a DHCP lease on a BMC network) is examined. ok is false
+// when nothing there answers Redfish or IPMI.
+func Probe(ctx context.Context, a netip.Addr, cfg Config) (f Found, ok bool) {
+	return probe(ctx, a.Unmap(), cfg.withDefaults())
+}
+
 // probe looks at one address: Redfish over HTTPS then HTTP, and IPMI, at
 // once, under the host deadline; then surveys a Redfish BMC with each
 // credential until one works.
