@@ -25,6 +25,8 @@ import (
 	"github.com/rackstrap/rackstrap/controller"
 	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/auth"
+	"github.com/rackstrap/rackstrap/controller/fwrun"
+	"github.com/rackstrap/rackstrap/controller/policy"
 	"github.com/rackstrap/rackstrap/controller/store"
 )
 
@@ -139,9 +141,18 @@ func TestEveryRouteEveryCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The other features that mount routes, on, so that their routes are
+	// asked too.
+	pol, err := policy.Parse([]byte("api_version: "+policy.APIVersion+"\n"), filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cpt := &capture{}
 	cfg := controller.Config{DataDir: data, APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 1},
-		Features: []controller.Feature{authF, probes{}, cpt}}
+		Features: []controller.Feature{authF,
+			controller.NewFirmwareFeature(fwrun.Config{Dir: t.TempDir(), AllowUnsigned: true}),
+			controller.NewPolicyFeature(pol),
+			probes{}, cpt}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan *controller.Controller, 1)
@@ -250,7 +261,8 @@ func TestEveryRouteEveryCredential(t *testing.T) {
 	for _, r := range routes {
 		seen[r.Method+" "+r.Path] = true
 	}
-	for _, must := range []string{"GET /api/v1/nodes", "POST /api/v1/tokens", "DELETE /api/v1/certs/{serial}", "POST /api/v1/rbac-probe/admin", "POST /api/v1/agent/checkin"} {
+	for _, must := range []string{"GET /api/v1/nodes", "POST /api/v1/tokens", "DELETE /api/v1/certs/{serial}", "POST /api/v1/rbac-probe/admin", "POST /api/v1/agent/checkin",
+		"GET /api/v1/policy"} {
 		if !seen[must] {
 			t.Fatalf("Routes() lacks %s: %v", must, routes)
 		}
