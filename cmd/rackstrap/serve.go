@@ -27,10 +27,15 @@ import (
 
 // serveOption is an optional controller feature's flags, declared from the
 // feature's own file (serve_<feature>.go) in an init with addServeOption,
-// so features never edit this file. register adds its flags to serve and
-// demo; feature returns the controller.Feature the flags ask for, or nil
-// when it is off.
+// so features never edit this file. bind adds the flags to one command
+// tree's flag set (serve and demo each have one; tests build many at once)
+// and returns what turns that tree's flag values into the
+// controller.Feature they ask for, or nil when it is off.
+//
+// register and feature are the older form, for options whose values live
+// in one place shared by every tree; prefer bind.
 type serveOption struct {
+	bind     func(fl *pflag.FlagSet) func() (controller.Feature, error)
 	register func(fl *pflag.FlagSet)
 	feature  func() (controller.Feature, error)
 }
@@ -64,6 +69,9 @@ type serveFlags struct {
 	slurmConf, slurmPartition        string
 	imageStore                       string
 	trustedKeys                      []string
+
+	// features build the optional features from this tree's flags.
+	features []func() (controller.Feature, error)
 }
 
 func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
@@ -106,8 +114,14 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringVar(&f.slurmConf, "slurm-conf", "", "hand nodes off to the Slurm cluster of this slurm.conf `FILE` (scontrol on PATH; dynamic nodes)")
 	fl.StringVar(&f.slurmPartition, "slurm-partition", "", "Slurm partition handed-off nodes join (prefer Nodes=ALL or a NodeSet by feature)")
 	fl.StringSliceVar(&f.profileFiles, "profile", nil, "site hardware profile `FILE`s added to the bundled ones (repeatable)")
+	f.features = nil
 	for _, o := range serveOptions {
+		if o.bind != nil {
+			f.features = append(f.features, o.bind(fl))
+			continue
+		}
 		o.register(fl)
+		f.features = append(f.features, o.feature)
 	}
 }
 
@@ -144,8 +158,8 @@ func (f *serveFlags) config() (controller.Config, error) {
 			return cfg, err
 		}
 	}
-	for _, o := range serveOptions {
-		feat, err := o.feature()
+	for _, feature := range f.features {
+		feat, err := feature()
 		if err != nil {
 			return cfg, err
 		}

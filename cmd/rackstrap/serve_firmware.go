@@ -24,8 +24,11 @@ type firmwareServeFlags struct {
 }
 
 func init() {
-	f := &firmwareServeFlags{}
-	addServeOption(serveOption{register: f.register, feature: f.feature})
+	addServeOption(serveOption{bind: func(fl *pflag.FlagSet) func() (controller.Feature, error) {
+		f := &firmwareServeFlags{}
+		f.register(fl)
+		return f.feature
+	}})
 }
 
 func (f *firmwareServeFlags) register(fl *pflag.FlagSet) {
