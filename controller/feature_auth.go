@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rackstrap/rackstrap/controller/auth"
@@ -112,6 +113,9 @@ func (f *authFeature) Start(ctx context.Context, rt *Runtime) error {
 		// authorizer, so that a wrong one is refused with a reason (and
 		// audited) instead of a bare handshake failure; agents have none.
 		rt.ServeAPIWithTLS(&tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12})
+		// Features started after this one (serve starts access control
+		// first) see the API's real scheme.
+		rt.APIURL = "https://" + strings.TrimPrefix(rt.APIURL, "http://")
 	}
 	if !authOn {
 		return nil

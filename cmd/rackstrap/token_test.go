@@ -31,8 +31,8 @@ func runAuth(t *testing.T, g *globals, args ...string) (string, string, error) {
 }
 
 // listNodes asks for the node list as the CLI's verbs do. (Building a
-// whole command tree while serve runs would race on the firmware feature's
-// flag variables.)
+// whole command tree while serve runs would race on the flag variables of
+// features that still share them across trees.)
 func listNodes(server string, creds api.Credentials) error {
 	c, err := api.NewClientWith(server, creds)
 	if err != nil {
@@ -45,9 +45,9 @@ func listNodes(server string, creds api.Credentials) error {
 // TestServeWithAccessControl is the operator's path: the first admin token
 // made on the controller's host, serve with access control and TLS, then
 // tokens and a client certificate made, used and revoked through the API
-// with the CLI. Not parallel: serve's feature flags are read from the
-// latest command tree built (see serve_auth.go).
+// with the CLI.
 func TestServeWithAccessControl(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 
