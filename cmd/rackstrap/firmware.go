@@ -40,7 +40,7 @@ func newFirmwareCmd(g *globals) *cobra.Command {
 			"with a baseline: a YAML file naming per component the required version or minimum and the\n" +
 			"package (file, sha256, signature) that brings a component there.",
 	}
-	cmd.AddCommand(newFirmwareInventoryCmd(g), newFirmwareComplianceCmd(g), newFirmwareSignCmd(g), newFirmwareApplyCmd(g), newFirmwareRunsCmd(g))
+	cmd.AddCommand(newFirmwareInventoryCmd(g), newFirmwareComplianceCmd(g), newFirmwareSignCmd(g), newFirmwareApplyCmd(g), newFirmwareRunsCmd(g), newFirmwareCancelCmd(g))
 	return cmd
 }
 
@@ -377,8 +377,8 @@ func newFirmwareApplyCmd(g *globals) *cobra.Command {
 						runTable(tw, v)
 						tw.Flush()
 					}
-					if v.Status == cstore.FirmwareStopped {
-						return fmt.Errorf("firmware run %d stopped: %s", v.ID, v.Reason)
+					if v.Status != cstore.FirmwareDone {
+						return fmt.Errorf("firmware run %d %s: %s", v.ID, v.Status, v.Reason)
 					}
 					return nil
 				}
@@ -568,4 +568,27 @@ func demoFirmwareCompliance(ctx context.Context, out io.Writer, nodes []model.No
 		fmt.Fprintf(out, "%d component(s) behind; 'rackstrap firmware apply --baseline NAME' updates them in waves, a canary first\n", behind)
 	}
 	return nil
+}
+
+func newFirmwareCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a running firmware run: nodes being updated are finished, no other node starts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil {
+				return fmt.Errorf("firmware cancel: %q is not a run id", args[0])
+			}
+			c, err := firmwareClient(g)
+			if err != nil {
+				return err
+			}
+			v, err := c.Cancel(contextOrBackground(cmd), id)
+			if err != nil {
+				return fmt.Errorf("firmware cancel: %w", err)
+			}
+			return render(cmd.OutOrStdout(), g.output, v, func(w *tabwriter.Writer) { runTable(w, v) })
+		},
+	}
 }

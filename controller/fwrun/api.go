@@ -42,6 +42,7 @@ func (r *Runner) Extension() api.Extension {
 			{Method: "POST", Path: "/api/v1/firmware/runs", Perm: api.PermAdmin, Handle: r.handleStart},
 			{Method: "GET", Path: "/api/v1/firmware/runs", Perm: api.PermRead, Handle: r.handleList},
 			{Method: "GET", Path: "/api/v1/firmware/runs/{id}", Perm: api.PermRead, Handle: r.handleGet},
+			{Method: "POST", Path: "/api/v1/firmware/runs/{id}/cancel", Perm: api.PermAdmin, Handle: r.handleCancel},
 			{Method: "GET", Path: "/api/v1/firmware/compliance", Perm: api.PermRead, Handle: r.handleCompliance},
 			// BMCs fetch packages without an API token; only packages of a
 			// baseline a run uses are served, by their sha256.
@@ -103,6 +104,21 @@ func (r *Runner) handleGet(w http.ResponseWriter, req *http.Request) error {
 		return err
 	}
 	return api.WriteJSON(w, http.StatusOK, v)
+}
+
+func (r *Runner) handleCancel(w http.ResponseWriter, req *http.Request) error {
+	id, err := strconv.ParseInt(req.PathValue("id"), 10, 64)
+	if err != nil {
+		return api.Errorf(http.StatusBadRequest, "bad_request", "list runs with GET /api/v1/firmware/runs", "run id %q is not a number", req.PathValue("id"))
+	}
+	run, err := r.Cancel(req.Context(), id, api.Caller(req))
+	if errors.Is(err, errConflict) {
+		return api.Errorf(http.StatusConflict, "firmware_run_over", "only a running run can be cancelled", "%s", strings.TrimPrefix(err.Error(), "conflict: "))
+	}
+	if err != nil {
+		return err
+	}
+	return api.WriteJSON(w, http.StatusOK, run)
 }
 
 // View returns a run with its steps.
@@ -214,6 +230,18 @@ var openAPI = []byte(`{
         }
       }
     },
+    "/api/v1/firmware/runs/{id}/cancel": {
+      "post": {
+        "summary": "Cancel a running firmware run: nodes being updated are finished, no other node starts (admin)",
+        "operationId": "cancelFirmwareRun",
+        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+        "responses": {
+          "200": {"description": "The cancelled run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FirmwareRun"}}}},
+          "404": {"description": "No such run", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+          "409": {"description": "The run is over already", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        }
+      }
+    },
     "/api/v1/firmware/compliance": {
       "get": {
         "summary": "Each node's firmware compared with a baseline",
@@ -261,7 +289,7 @@ var openAPI = []byte(`{
       "FirmwareRun": {
         "type": "object",
         "properties": {
-          "id": {"type": "integer"}, "baseline": {"type": "string"}, "rack": {"type": "string"}, "status": {"type": "string", "enum": ["running", "done", "stopped"]},
+          "id": {"type": "integer"}, "baseline": {"type": "string"}, "rack": {"type": "string"}, "status": {"type": "string", "enum": ["running", "done", "stopped", "cancelled"]},
           "reason": {"type": "string"}, "actor": {"type": "string"}, "policy": {"type": "object"},
           "waves": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
           "nodes": {"type": "array", "items": {"type": "object"}}, "steps": {"type": "array", "items": {"type": "object"}},

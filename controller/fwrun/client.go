@@ -104,6 +104,13 @@ func (c *Client) Run(ctx context.Context, id int64) (RunView, error) {
 	return out, err
 }
 
+// Cancel cancels a running run.
+func (c *Client) Cancel(ctx context.Context, id int64) (RunView, error) {
+	var out RunView
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/firmware/runs/%d/cancel", id), struct{}{}, &out)
+	return out, err
+}
+
 // Runs lists the runs, newest first.
 func (c *Client) Runs(ctx context.Context) ([]RunView, error) {
 	var out []RunView

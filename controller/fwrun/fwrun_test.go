@@ -491,3 +491,43 @@ type noActor struct{}
 func (noActor) Act(context.Context, lifecycle.Request) (model.Operation, error) {
 	return model.Operation{}, lifecycle.ErrNotAllowed
 }
+
+func TestCancelStartsNoOtherNode(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3, redfishsim.Options{UpdateDuration: 300 * time.Millisecond})
+	r := l.runner(t, nil)
+	serve(t, r)
+	ctx := context.Background()
+	plan, err := r.Plan(ctx, RunRequest{WaveSize: 1}, "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(l.bmcs[0].Updates()) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	run, err := r.Cancel(ctx, plan.Run.ID, "tester")
+	if err != nil || run.Status != store.FirmwareCancelled || run.Reason != "cancelled by tester" {
+		t.Fatalf("Cancel = %+v, %v", run, err)
+	}
+	if _, err := r.Cancel(ctx, plan.Run.ID, "tester"); !errors.Is(err, errConflict) {
+		t.Errorf("Cancel again = %v, want a conflict", err)
+	}
+	// The canary, being updated, is finished; nobody else starts.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		run, _ = l.db.GetFirmwareRun(ctx, plan.Run.ID)
+		if run.Nodes[0].Outcome != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if run.Nodes[0].Outcome != store.FirmwareSucceeded || len(l.bmcs[0].Updates()) != 2 {
+		t.Errorf("canary = %q with %d updates, want finished with 2", run.Nodes[0].Outcome, len(l.bmcs[0].Updates()))
+	}
+	for _, b := range l.bmcs[1:] {
+		if len(b.Updates()) != 0 {
+			t.Errorf("a node started after the cancel: %+v", b.Updates())
+		}
+	}
+}

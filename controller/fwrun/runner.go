@@ -374,6 +374,9 @@ func (r *Runner) drive(ctx context.Context, run *store.FirmwareRun) error {
 	}
 	var mu sync.Mutex
 	for ctx.Err() == nil {
+		if over, err := r.over(ctx, run.ID); over || err != nil {
+			return err
+		}
 		mu.Lock()
 		d := firmware.NextWave(waves, outcomes, policy)
 		mu.Unlock()
@@ -402,6 +405,9 @@ func (r *Runner) drive(ctx context.Context, run *store.FirmwareRun) error {
 			mu.Lock()
 			stop := firmware.NextWave(waves, outcomes, policy).Stop
 			mu.Unlock()
+			if over, err := r.over(ctx, run.ID); over || err != nil {
+				stop = true // cancelled: nodes being updated finish, no other starts
+			}
 			if stop {
 				<-slots
 				break
@@ -426,6 +432,32 @@ func (r *Runner) drive(ctx context.Context, run *store.FirmwareRun) error {
 		}
 	}
 	return nil
+}
+
+// over says whether a run has ended (an operator cancelled it).
+func (r *Runner) over(ctx context.Context, id int64) (bool, error) {
+	run, err := r.db.GetFirmwareRun(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	return run.Status != store.FirmwareRunning, nil
+}
+
+// Cancel ends a running run: nodes being updated are finished (a flash is
+// never cut short), no other node starts.
+func (r *Runner) Cancel(ctx context.Context, id int64, actor string) (store.FirmwareRun, error) {
+	run, err := r.db.GetFirmwareRun(ctx, id)
+	if err != nil {
+		return run, err
+	}
+	if run.Status != store.FirmwareRunning {
+		return run, fmt.Errorf("%w: firmware run %d is %s already", errConflict, id, run.Status)
+	}
+	if err := r.db.FinishFirmwareRun(ctx, id, store.FirmwareCancelled, "cancelled by "+actor, actor); err != nil {
+		return run, err
+	}
+	r.Wake()
+	return r.db.GetFirmwareRun(ctx, id)
 }
 
 // errStopped: the controller is shutting down; the step stays open.

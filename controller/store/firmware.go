@@ -62,9 +62,10 @@ func init() {
 
 // Firmware run statuses.
 const (
-	FirmwareRunning = "running"
-	FirmwareDone    = "done"    // every node has an outcome
-	FirmwareStopped = "stopped" // failures reached the limit, or the canary failed
+	FirmwareRunning   = "running"
+	FirmwareDone      = "done"      // every node has an outcome
+	FirmwareStopped   = "stopped"   // failures reached the limit, or the canary failed
+	FirmwareCancelled = "cancelled" // an operator cancelled it
 )
 
 // Firmware node outcomes ("" while the node waits or is being updated) and
