@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/rackstrap/rackstrap/images/rootfs"
 	"github.com/rackstrap/rackstrap/images/spec"
@@ -119,8 +121,8 @@ func fileDigest(p string) (string, error) {
 }
 
 // addDirInput records a directory input whose digest digestInputs fills
-// in later, while the outputs are written: hashing a large tree is as slow
-// as writing the image, and the two can run side by side.
+// in after the outputs are written: the disk writer hashes each file as it
+// copies it, so a large tree is read once, not twice.
 func (b *builder) addDirInput(in Input, dir string) {
 	b.pending = append(b.pending, pendingDigest{index: len(b.inputs), dir: dir})
 	b.inputs = append(b.inputs, in)
@@ -134,7 +136,7 @@ type pendingDigest struct {
 // digestInputs fills in the digests addDirInput left out.
 func (b *builder) digestInputs(ctx context.Context, inputs []Input) error {
 	for _, p := range b.pending {
-		d, err := dirDigest(ctx, p.dir)
+		d, err := dirDigest(ctx, p.dir, &b.content)
 		if err != nil {
 			return fmt.Errorf("%s: hash %s: %w", inputs[p.index].Key, p.dir, err)
 		}
@@ -143,10 +145,66 @@ func (b *builder) digestInputs(ctx context.Context, inputs []Input) error {
 	return nil
 }
 
+// contentDigests remembers the sha256 of host files that an output writer
+// read in full, so hashing the inputs afterwards does not read 1 GiB again.
+type contentDigests struct {
+	mu sync.Mutex
+	m  map[string]string // absolute path -> "sha256:…"
+}
+
+func (c *contentDigests) get(p string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[p]
+}
+
+func (c *contentDigests) put(p, d string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]string{}
+	}
+	c.m[p] = d
+}
+
+// open is e.Open, recording the content's digest when it is read to the end.
+func (c *contentDigests) open(e *rootfs.Entry) func() (io.ReadCloser, error) {
+	if e.Src == "" || !filepath.IsAbs(e.Src) {
+		return e.Open
+	}
+	return func() (io.ReadCloser, error) {
+		r, err := e.Open()
+		if err != nil {
+			return nil, err
+		}
+		return &hashingReader{ReadCloser: r, h: sha256.New(), done: func(d string) { c.put(e.Src, d) }}, nil
+	}
+}
+
+type hashingReader struct {
+	io.ReadCloser
+	h    hash.Hash
+	done func(string)
+}
+
+func (r *hashingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.h.Write(p[:n])
+	if err == io.EOF && r.done != nil {
+		r.done("sha256:" + hex.EncodeToString(r.h.Sum(nil)))
+		r.done = nil
+	}
+	return n, err
+}
+
 // dirDigest hashes a directory's sorted listing: path, mode, owner, size,
-// link target and content hash of every entry.
-func dirDigest(ctx context.Context, root string) (string, error) {
+// link target and content hash of every entry; content hashes already
+// taken by a writer come from known.
+func dirDigest(ctx context.Context, root string, known *contentDigests) (string, error) {
 	h := sha256.New()
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -162,9 +220,11 @@ func dirDigest(ctx context.Context, root string) (string, error) {
 		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", rel, info.Mode(), info.Size())
 		switch {
 		case info.Mode().IsRegular():
-			fd, err := fileDigest(p)
-			if err != nil {
-				return err
+			fd := known.get(p)
+			if fd == "" {
+				if fd, err = fileDigest(p); err != nil {
+					return err
+				}
 			}
 			io.WriteString(h, fd)
 		case info.Mode()&fs.ModeSymlink != 0:

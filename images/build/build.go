@@ -59,6 +59,7 @@ type builder struct {
 	specDigest string
 	inputs     []Input
 	pending    []pendingDigest
+	content    contentDigests
 	skipped    rootfs.Skipped
 }
 
@@ -100,16 +101,6 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)
 	}
-	// directory inputs are hashed while the outputs are written
-	dctx, stopDigests := context.WithCancel(ctx)
-	digested := make(chan error, 1)
-	go func() { digested <- b.digestInputs(dctx, a.inputs) }()
-	defer func() {
-		stopDigests()
-		if digested != nil {
-			<-digested
-		}
-	}()
 	st := a.tree.Stats()
 	b.log.Info("root assembled", "files", st.Files, "dirs", st.Dirs, "symlinks", st.Symlinks, "bytes", st.Bytes, "skipped_devices", a.skipped.Devices, "took", time.Since(start))
 
@@ -195,7 +186,7 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			tree: a.tree, size: int64(o.Disk.Size), espSize: int64(o.Disk.ESPSize),
 			diskGUID: derivedUUID(b.specDigest, "gpt-disk"), espGUID: derivedUUID(b.specDigest, "gpt-esp"),
 			rootGUID: derivedUUID(b.specDigest, "gpt-root"), fsUUID: derivedUUID(b.specDigest, "ext4-root"),
-			specDigest: b.specDigest, label: o.Disk.RootLabel, esp: esp, epoch: b.epoch,
+			specDigest: b.specDigest, label: o.Disk.RootLabel, esp: esp, epoch: b.epoch, content: &b.content,
 		}
 		if err := produce(d.Name+".raw", "raw", func(tmp string) error {
 			digest, err := writeDisk(ctx, tmp, p)
@@ -244,9 +235,8 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			return fail(err)
 		}
 	}
-	err = <-digested
-	digested = nil
-	if err != nil {
+	// directory inputs last: the writers recorded the content they hashed
+	if err := b.digestInputs(ctx, a.inputs); err != nil {
 		return fail(err)
 	}
 	mb, err := m.Marshal()

@@ -1,6 +1,8 @@
 package build
 
 import (
+	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/rackstrap/rackstrap/images/rootfs"
 )
 
 func execIn(dir, name string, args ...string) *exec.Cmd {
@@ -247,4 +251,52 @@ func stripSpecial(lines []string) []string {
 		out[i] = name + " " + mode + " " + tail
 	}
 	return out
+}
+
+// TestInputDigestFromWriter: a directory digest made from the content
+// hashes a writer recorded equals one made by reading every file.
+func TestInputDigestFromWriter(t *testing.T) {
+	t.Parallel()
+	dir := fixture(t, "  netboot: {}\n")
+	root := filepath.Join(dir, "rootfs")
+	plain, err := dirDigest(context.Background(), root, &contentDigests{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := rootfs.New()
+	if _, err := tree.AddDir(root, "base"); err != nil {
+		t.Fatal(err)
+	}
+	var known contentDigests
+	for _, e := range tree.Entries() {
+		if !e.IsRegular() {
+			continue
+		}
+		r, err := known.open(e)()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, r)
+		r.Close()
+	}
+	if len(known.m) == 0 {
+		t.Fatal("open recorded no digests")
+	}
+	for p, d := range known.m {
+		if _, want, _ := hashFile(p); d != want {
+			t.Errorf("recorded %s for %s, want %s", d, p, want)
+		}
+	}
+	if got, err := dirDigest(context.Background(), "./"+mustRel(t, root), &known); err != nil || got != plain {
+		t.Errorf("dirDigest with recorded content = %s, %v; want %s", got, err, plain)
+	}
+}
+
+func mustRel(t *testing.T, p string) string {
+	wd, _ := os.Getwd()
+	r, err := filepath.Rel(wd, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -198,6 +198,7 @@ type diskParams struct {
 	label                       string
 	esp                         []espFile
 	epoch                       time.Time
+	content                     *contentDigests // records input digests on the way
 }
 
 func writeESP(d *disk.Disk, l diskLayout, p diskParams) error {
@@ -222,7 +223,7 @@ func writeExt4(ctx context.Context, dst io.WriterAt, l diskLayout, p diskParams)
 	for _, e := range entries {
 		n := ext4.Node{Path: e.Path, Mode: e.Mode, UID: uint32(e.UID), GID: uint32(e.GID), Size: e.Size, Target: e.Target}
 		if e.IsRegular() && e.Size > 0 {
-			n.Open = e.Open
+			n.Open = p.content.open(e)
 		}
 		nodes = append(nodes, n)
 	}

@@ -7,13 +7,11 @@ import (
 	"sort"
 )
 
-// pageCache is a write-back cache in front of the image file for go-diskfs.
-// go-diskfs writes ext4 and FAT metadata (bitmaps, inodes, directory blocks,
-// group descriptors) a few bytes at a time and re-reads it constantly:
-// about 250,000 small pread/pwrite calls for a 2,000-file tree. Caching 64
-// KiB pages turns those into memory copies; large content writes go straight
-// to the file. It also hides the *os.File from go-diskfs, which would
-// otherwise fsync the whole image in ext4.Create.
+// pageCache is a write-back cache in front of the image file for go-diskfs
+// (GPT and the FAT32 ESP; the ext4 root is written by images/ext4). go-diskfs
+// writes FAT metadata a few bytes at a time and re-reads it constantly;
+// caching 64 KiB pages turns those calls into memory copies, and large
+// content writes go straight to the file.
 type pageCache struct {
 	f     *os.File
 	pages map[int64][]byte

@@ -382,7 +382,10 @@ func planTree(nodes []Node) ([]*inode, *inode, error) {
 				return nil, nil, errors.New("ext4: the root must be a directory")
 			}
 			rootNode = n
-		case c == "lost+found" && n.Mode.IsDir():
+		case c == "lost+found":
+			if !n.Mode.IsDir() {
+				return nil, nil, errors.New("ext4: /lost+found must be a directory; remove it or make it one")
+			}
 			lfNode = n
 		default:
 			rest = append(rest, n)

@@ -289,6 +289,7 @@ func TestWriteErrors(t *testing.T) {
 		"empty symlink":   {nodes: []Node{{Path: "l", Mode: fs.ModeSymlink | 0o777}}, want: "target of 0 bytes"},
 		"long name":       {nodes: []Node{{Path: strings.Repeat("n", 256), Mode: 0o644}}, want: "longer than 255"},
 		"root not a dir":  {nodes: []Node{{Path: ".", Mode: 0o644}}, want: "root must be a directory"},
+		"lost+found file": {nodes: []Node{{Path: "lost+found", Mode: 0o644}}, want: "/lost+found must be a directory"},
 		"too big":         {nodes: []Node{{Path: "f", Mode: 0o644, Size: 9 << 20}}, params: Params{Size: 8 << 20}, is: ErrNoSpace},
 		"too many inodes": {nodes: manyFiles(3000), params: Params{Size: 4 << 20, BlocksPerGroup: 64}, want: "inodes per group", is: ErrNoSpace},
 		"content short":   {nodes: []Node{short}, want: "shorter than its size"},

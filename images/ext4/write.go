@@ -363,28 +363,26 @@ func (l *fsLayout) metadata(inodes []*inode) ([]fixedWrite, error) {
 	var freeBlocks uint64
 	var freeInodes uint32
 	for g := 0; g < l.groups; g++ {
+		// bits past the group's blocks or inodes are padding, set like mke2fs
 		bm := make([]byte, BlockSize)
 		start := uint64(g) * uint64(l.bpg)
 		free := uint32(0)
-		for i := uint64(0); i < BlockSize*8; i++ {
+		for i := uint64(0); i < uint64(l.bpg); i++ {
 			b := start + i
-			if i >= uint64(l.bpg) || b >= l.blocks || l.used[b/8]&(1<<(b%8)) != 0 {
+			if b >= l.blocks || l.used[b/8]&(1<<(b%8)) != 0 {
 				bm[i/8] |= 1 << (i % 8)
 			} else {
 				free++
 			}
 		}
+		fillBits(bm, uint64(l.bpg))
 		im := make([]byte, BlockSize)
 		usedInodes := uint32(0)
-		for i := uint32(0); i < BlockSize*8; i++ {
-			ino := uint32(g)*l.ipg + i + 1
-			if i >= l.ipg || ino <= maxIno {
-				im[i/8] |= 1 << (i % 8)
-				if i < l.ipg {
-					usedInodes++
-				}
-			}
+		for i := uint32(0); i < l.ipg && uint32(g)*l.ipg+i+1 <= maxIno; i++ {
+			im[i/8] |= 1 << (i % 8)
+			usedInodes++
 		}
+		fillBits(im, uint64(l.ipg))
 		add(l.bbitmap[g], bm)
 		add(l.ibitmap[g], im)
 		d := gdt[g*descSize:]
@@ -478,6 +476,16 @@ func (l *fsLayout) superblock(group int) []byte {
 		le32(b, 0x10C+64, uint32(j.node.Size))
 	}
 	return b
+}
+
+// fillBits sets every bit of b from bit n on.
+func fillBits(b []byte, n uint64) {
+	for ; n%8 != 0; n++ {
+		b[n/8] |= 1 << (n % 8)
+	}
+	for i := n / 8; i < uint64(len(b)); i++ {
+		b[i] = 0xFF
+	}
 }
 
 // journalSuper is an empty jbd2 v2 journal superblock (big endian).

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 
 	"github.com/rackstrap/rackstrap/images/build"
@@ -55,6 +56,17 @@ func run(args []string) error {
 				return err
 			}
 			defer pprof.StopCPUProfile()
+		}
+		if p := os.Getenv("IMAGEBENCH_TRACE"); p != "" {
+			f, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := trace.Start(f); err != nil {
+				return err
+			}
+			defer trace.Stop()
 		}
 		_, err = build.Build(context.Background(), s, opts)
 		return err
