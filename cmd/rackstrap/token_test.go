@@ -84,6 +84,9 @@ func TestServeWithAccessControl(t *testing.T) {
 		t.Error("the API answered plain HTTP with TLS on")
 	}
 
+	if _, _, err := runAuth(t, &globals{server: server, creds: api.Credentials{Token: rootTok}}, "token", "list"); err == nil || !strings.Contains(err.Error(), "--ca-cert") {
+		t.Errorf("token list without the controller's CA: %v", err)
+	}
 	admin := &globals{server: server, creds: api.Credentials{Token: rootTok, CAFile: caFile}}
 	out, _, err = runAuth(t, admin, "token", "create", "--name", "ci", "--role", "viewer", "--ttl", "24h", "-o", "json")
 	var made auth.NewTokenReply

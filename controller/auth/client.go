@@ -81,6 +81,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		var unknownCA x509.UnknownAuthorityError
+		if errors.As(err, &unknownCA) {
+			return fmt.Errorf("the controller at %s presented a certificate this client does not trust: %w; pass the controller's CA with --ca-cert (RACKSTRAP_CA_CERT): ca.crt in the controller's --tls-dir, DATA-DIR/tls by default", c.base, err)
+		}
 		return fmt.Errorf("cannot reach the controller at %s: %w; start it with 'rackstrap serve' or point --server (RACKSTRAP_SERVER) at it", c.base, err)
 	}
 	defer resp.Body.Close()
