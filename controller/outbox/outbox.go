@@ -104,10 +104,31 @@ func kindOf(to model.State) string {
 	return ""
 }
 
+// Init starts a new sink's cursor at the audit chain's head: events
+// before the webhook was configured are not sent. A sink that has a cursor
+// keeps it. Call it before the lifecycle runs (Serve and Collect call it
+// too).
+func (o *Outbox) Init(ctx context.Context) error {
+	if _, existed, err := o.db.OutboxCursor(ctx, Sink); err != nil || existed {
+		return err
+	}
+	head, err := o.db.AuditHead(ctx)
+	if err != nil {
+		return err
+	}
+	if err := o.db.Enqueue(ctx, Sink, 0, false, head, nil); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	o.log.Info("webhook outbox: starts after audit entry", "seq", head)
+	return nil
+}
+
 // Collect queues the events of the audit entries past the cursor and
-// returns how many it queued. The first pass of a new sink starts at the
-// chain's head: events before the webhook was configured are not sent.
+// returns how many it queued.
 func (o *Outbox) Collect(ctx context.Context) (int, error) {
+	if err := o.Init(ctx); err != nil {
+		return 0, err
+	}
 	queued := 0
 	for {
 		from, existed, err := o.db.OutboxCursor(ctx, Sink)
@@ -115,15 +136,7 @@ func (o *Outbox) Collect(ctx context.Context) (int, error) {
 			return queued, err
 		}
 		if !existed {
-			head, err := o.db.AuditHead(ctx)
-			if err != nil {
-				return queued, err
-			}
-			if err := o.db.Enqueue(ctx, Sink, 0, false, head, nil); err != nil && !errors.Is(err, store.ErrConflict) {
-				return queued, err
-			}
-			o.log.Info("webhook outbox: starts after audit entry", "seq", head)
-			continue
+			return queued, errors.New("outbox: cursor vanished")
 		}
 		entries, err := o.db.ListAudit(ctx, store.AuditFilter{After: from, Limit: o.cfg.Batch})
 		if err != nil {
