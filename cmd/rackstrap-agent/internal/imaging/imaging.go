@@ -84,13 +84,17 @@ type Report struct {
 	// Resumes counts the download's reconnections.
 	Resumes int
 	Elapsed time.Duration
+	// Stream and ReadBack split Elapsed: download, verify and write; then
+	// sync, read back and hash.
+	Stream, ReadBack time.Duration
 }
 
 // String is the task's message.
 func (r Report) String() string {
 	mib := float64(r.Bytes) / (1 << 20)
 	rate := mib / max(r.Elapsed.Seconds(), 1e-3)
-	s := fmt.Sprintf("wrote %.1f MiB to %s in %v (%.0f MiB/s), read it back: sha256 %s", mib, r.Target, r.Elapsed.Round(time.Millisecond), rate, r.SHA256)
+	s := fmt.Sprintf("wrote %.1f MiB to %s in %v (%.0f MiB/s; streaming %v, sync and read-back %v), read it back: sha256 %s", mib, r.Target, r.Elapsed.Round(time.Millisecond), rate,
+		r.Stream.Round(time.Millisecond), r.ReadBack.Round(time.Millisecond), r.SHA256)
 	if r.AlreadyGood > 0 {
 		s += fmt.Sprintf("; %.1f MiB were already on the disk (resumed)", float64(r.AlreadyGood)/(1<<20))
 	}
@@ -170,8 +174,16 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 			o.Target, t.capacity, human(t.capacity), p.Size, human(p.Size))
 	}
 
-	src := &download{ctx: ctx, client: o.HTTPClient, url: p.URL, size: p.Size, retries: o.Retries, wait: o.RetryWait, idle: o.IdleTimeout, log: log}
-	defer src.Close()
+	dctx, cancel := context.WithCancel(ctx)
+	src := &download{ctx: dctx, client: o.HTTPClient, url: p.URL, size: p.Size, retries: o.Retries, wait: o.RetryWait, idle: o.IdleTimeout, log: log}
+	var ahead *prefetch
+	defer func() {
+		cancel() // unblocks a read in flight, so the read-ahead can stop
+		if ahead != nil {
+			ahead.stop()
+		}
+		src.Close()
+	}()
 	// The first answer is awaited before the disk is touched: a URL that is
 	// wrong, or an image of another size, changes nothing.
 	if err := src.open(); err != nil {
@@ -185,7 +197,8 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		}
 	}
 
-	head := &headCapture{r: src, buf: make([]byte, 0, min(headSize, p.Size))}
+	ahead = newPrefetch(src, 4, 4<<20)
+	head := &headCapture{r: ahead, buf: make([]byte, 0, min(headSize, p.Size))}
 	wrote := false
 	defer func() {
 		if err != nil && wrote {
@@ -211,7 +224,7 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 			}
 		},
 	})
-	rep.Written, rep.AlreadyGood, rep.Resumes = prog.Written, prog.AlreadyGood, src.Resumes
+	rep.Written, rep.AlreadyGood = prog.Written, prog.AlreadyGood
 	if err != nil {
 		if errors.Is(err, stream.ErrCorrupt) {
 			return rep, fmt.Errorf("image verification failed: %w", err)
@@ -226,10 +239,20 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		return rep, fmt.Errorf("write the first MiB of %s: %w", o.Target, err)
 	}
 	rep.Written += int64(len(head.buf))
+	// the source is spent (stream.Write read past its end): the read-ahead
+	// has ended and src is ours again
+	ahead.stop()
+	ahead = nil
+	rep.Resumes = src.Resumes
+	if err := t.finish(p.Size); err != nil {
+		return rep, err
+	}
+	rep.Stream = time.Since(start)
 	if err := t.sync(); err != nil {
 		return rep, err
 	}
 	sum, n, err := hashBack(ctx, t, p.Size)
+	rep.ReadBack = time.Since(start) - rep.Stream
 	if err != nil {
 		return rep, fmt.Errorf("read back %s: %w", o.Target, err)
 	}
@@ -257,7 +280,8 @@ func (h *headCapture) Read(p []byte) (int, error) {
 }
 
 func wipeHead(t *target, n int64) error {
-	if _, err := t.WriteAt(make([]byte, n), 0); err != nil {
+	// straight to the file: target.WriteAt would skip zeros on a new file
+	if _, err := t.f.WriteAt(make([]byte, n), 0); err != nil {
 		return err
 	}
 	return t.f.Sync()

@@ -1,6 +1,7 @@
 package imaging
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -62,8 +63,48 @@ func openTarget(path string) (*target, error) {
 	return nil, fmt.Errorf("target %s is neither a block device nor a regular file (%v)", path, fi.Mode().Type())
 }
 
-func (t *target) ReadAt(p []byte, off int64) (int, error)  { return t.f.ReadAt(p, off) }
-func (t *target) WriteAt(p []byte, off int64) (int, error) { return t.f.WriteAt(p, off) }
+func (t *target) ReadAt(p []byte, off int64) (int, error) { return t.f.ReadAt(p, off) }
+
+// WriteAt writes p, except all-zero chunks into a file that was empty
+// (or absent) at open: there a hole already reads as zeros, so the file
+// stays sparse (finish sets its length). A device or a file that already
+// had a size (a VM's raw disk, which may hold an older OS) gets every byte.
+func (t *target) WriteAt(p []byte, off int64) (int, error) {
+	if t.capacity < 0 && !t.device && allZero(p) {
+		return len(p), nil
+	}
+	return t.f.WriteAt(p, off)
+}
+
+// finish gives a growing file the image's length (its tail may be a hole).
+func (t *target) finish(size int64) error {
+	if t.device || t.capacity >= 0 {
+		return nil
+	}
+	fi, err := t.f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() < size {
+		if err := t.f.Truncate(size); err != nil {
+			return fmt.Errorf("set the length of %s: %w", t.path, err)
+		}
+	}
+	return nil
+}
+
+var zeroChunk = make([]byte, 1<<20)
+
+func allZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroChunk))
+		if !bytes.Equal(b[:n], zeroChunk[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
 
 // sync flushes what was written to the disk and drops it from the page
 // cache, so that the read-back reads the medium, not memory.
