@@ -26,6 +26,7 @@ func commands(g *globals) []*cobra.Command {
 		newBundleCmd(g),
 		newTokenCmd(g),
 		newUserCmd(g),
+		newPolicyCmd(g),
 		newSimulateCmd(g),
 		newVersionCmd(g),
 	}
