@@ -63,6 +63,8 @@ type Authenticator struct {
 	refused map[refusalKey]int
 	total   int
 	since   time.Time
+	// overflowLogged: the log said once this window that kinds overflow.
+	overflowLogged bool
 }
 
 type refusalKey struct {
@@ -218,11 +220,18 @@ func (a *Authenticator) refuse(r *http.Request, reason, who string, err error) e
 	a.mu.Lock()
 	a.total++
 	n, seen := a.refused[k]
-	if seen || len(a.refused) < maxRefusalKeys {
+	full := !seen && len(a.refused) >= maxRefusalKeys
+	if !full {
 		a.refused[k] = n + 1
 	}
+	logIt := !seen && (!full || !a.overflowLogged)
+	if full {
+		a.overflowLogged = true
+	}
 	a.mu.Unlock()
-	if !seen {
+	if logIt && full {
+		a.cfg.Log.Warn("api: many kinds of refused requests; the rest of this summary window is counted, not logged", "kinds", maxRefusalKeys)
+	} else if logIt {
 		a.cfg.Log.Warn("api: request refused", "reason", reason, "source", src, "route", route, "caller", who)
 	}
 	return err
@@ -243,7 +252,7 @@ func (a *Authenticator) FlushRefusals(ctx context.Context) error {
 	now := a.cfg.Now()
 	a.mu.Lock()
 	total, refused, since := a.total, a.refused, a.since
-	a.total, a.refused, a.since = 0, map[refusalKey]int{}, now
+	a.total, a.refused, a.since, a.overflowLogged = 0, map[refusalKey]int{}, now, false
 	a.mu.Unlock()
 	if total == 0 {
 		return nil

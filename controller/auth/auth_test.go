@@ -97,7 +97,9 @@ func TestRefusalsAreSummarised(t *testing.T) {
 	t.Parallel()
 	db := testStore(t)
 	ctx := context.Background()
-	a, err := New(Config{Store: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SummaryEvery: 20 * time.Millisecond})
+	var logs strings.Builder
+	var logMu sync.Mutex
+	a, err := New(Config{Store: db, Log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil)), SummaryEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +114,12 @@ func TestRefusalsAreSummarised(t *testing.T) {
 	}
 	if _, err := a.Authorize(bearer("/api/v1/tokens", viewer.Secret), api.PermAdmin); err == nil || !strings.Contains(err.Error(), "role viewer") {
 		t.Fatalf("viewer on an admin route: %v", err)
+	}
+	logMu.Lock()
+	lines := strings.Count(logs.String(), "\n")
+	logMu.Unlock()
+	if lines != maxRefusalKeys+1 {
+		t.Errorf("a flood of %d refusals logged %d lines, want %d", flood, lines, maxRefusalKeys+1)
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -159,4 +167,15 @@ func TestRefusalsAreSummarised(t *testing.T) {
 	if n != 1 {
 		t.Errorf("an idle window wrote a summary: %d entries", n)
 	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
