@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/user"
 	"text/tabwriter"
 	"time"
 
@@ -29,7 +30,12 @@ func (l *localStore) open(ctx context.Context) (*store.DB, error) {
 }
 
 // localActor names who acted on the store directly, for the audit log.
-func localActor() string { return "local:" + envOr("USER", "unknown") }
+func localActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "local:" + u.Username
+	}
+	return "local:" + envOr("USER", "unknown")
+}
 
 func newTokenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
