@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,11 +148,20 @@ func TestEveryRouteEveryCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cluster, err := controller.NewClusterFeature(controller.ClusterConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enlist, err := controller.NewEnlister(controller.EnlistConfig{Subnets: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cpt := &capture{}
 	cfg := controller.Config{DataDir: data, APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 1},
 		Features: []controller.Feature{authF,
 			controller.NewFirmwareFeature(fwrun.Config{Dir: t.TempDir(), AllowUnsigned: true}),
 			controller.NewPolicyFeature(pol),
+			cluster, enlist,
 			probes{}, cpt}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -262,7 +272,7 @@ func TestEveryRouteEveryCredential(t *testing.T) {
 		seen[r.Method+" "+r.Path] = true
 	}
 	for _, must := range []string{"GET /api/v1/nodes", "POST /api/v1/tokens", "DELETE /api/v1/certs/{serial}", "POST /api/v1/rbac-probe/admin", "POST /api/v1/agent/checkin",
-		"GET /api/v1/policy"} {
+		"GET /api/v1/policy", "GET /api/v1/handoff-targets", "GET /api/v1/bmc-enlistments"} {
 		if !seen[must] {
 			t.Fatalf("Routes() lacks %s: %v", must, routes)
 		}
