@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
@@ -68,8 +71,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 
 func newProvisionCmd(g *globals) *cobra.Command {
 	var (
-		rack         string
-		all, handOff bool
+		rack                string
+		all, handOff, watch bool
+		every               time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "provision (--rack R | --all | NODE...)",
@@ -80,7 +84,8 @@ reported: fix them and use 'rackstrap nodes act NODE retry|revalidate'.
 Idempotent: a node already there is reported as such.`,
 		Example: `  rackstrap provision --rack r12
   rackstrap provision --all --hand-off
-  rackstrap provision r12-n01 r12-n02`,
+  rackstrap provision r12-n01 r12-n02
+  rackstrap provision --all --watch`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (rack != "") == all && len(args) == 0 || (rack != "" || all) && len(args) > 0 {
 				return errors.New("give --rack R, --all, or node names (one of them)")
@@ -107,20 +112,38 @@ Idempotent: a node already there is reported as such.`,
 				Node, Result string
 				Operation    int64 `json:",omitempty"`
 			}
-			var report []line
-			var skipped int
-			for _, name := range names {
-				op, err := c.Act(ctx, name, lifecycle.ActProvision, handOff)
-				var ae *api.APIError
-				switch {
-				case errors.As(err, &ae) && ae.Status == 409:
-					report = append(report, line{Node: name, Result: "skipped: " + ae.Error_.Message})
-					skipped++
-				case err != nil:
-					return err
-				default:
-					report = append(report, line{Node: name, Result: op.Status, Operation: op.ID})
+			// Ask for every node, a few requests at a time (a fleet is
+			// thousands of them); the report keeps the order asked.
+			report := make([]line, len(names))
+			var (
+				skipped atomic.Int64
+				acts    errgroup.Group
+			)
+			acts.SetLimit(16)
+			for i, name := range names {
+				acts.Go(func() error {
+					op, err := c.Act(ctx, name, lifecycle.ActProvision, handOff)
+					var ae *api.APIError
+					switch {
+					case errors.As(err, &ae) && ae.Status == 409:
+						report[i] = line{Node: name, Result: "skipped: " + ae.Error_.Message}
+						skipped.Add(1)
+					case err != nil:
+						return fmt.Errorf("provision %s: %w", name, err)
+					default:
+						report[i] = line{Node: name, Result: op.Status, Operation: op.ID}
+					}
+					return nil
+				})
+			}
+			if err := acts.Wait(); err != nil {
+				return err
+			}
+			if watch {
+				if skipped.Load() > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d nodes skipped (Failed, Quarantined or decommissioning): see 'rackstrap status'\n", skipped.Load(), len(names))
 				}
+				return watchProgress(ctx, c, cmd.OutOrStdout(), rack, names, handOff, every)
 			}
 			if err := render(cmd.OutOrStdout(), g.output, report, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "NODE\tRESULT\tOPERATION")
@@ -130,8 +153,8 @@ Idempotent: a node already there is reported as such.`,
 			}); err != nil {
 				return err
 			}
-			if skipped > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d nodes skipped (Failed, Quarantined or decommissioning): see 'rackstrap status'\n", skipped, len(names))
+			if n := skipped.Load(); n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d of %d nodes skipped (Failed, Quarantined or decommissioning): see 'rackstrap status'\n", n, len(names))
 			}
 			return nil
 		},
@@ -139,5 +162,7 @@ Idempotent: a node already there is reported as such.`,
 	cmd.Flags().StringVar(&rack, "rack", "", "every node of this rack")
 	cmd.Flags().BoolVar(&all, "all", false, "every node")
 	cmd.Flags().BoolVar(&handOff, "hand-off", false, "hand the nodes to the local cluster once Ready")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the run until every node rests: per-state counts, rate and ETA (one updating line on a terminal, a plain line every --every otherwise)")
+	cmd.Flags().DurationVar(&every, "every", 5*time.Second, "with --watch and no terminal: how often to print a line")
 	return cmd
 }

@@ -47,7 +47,7 @@ type Request struct {
 func (e *Engine) Act(ctx context.Context, r Request) (model.Operation, error) {
 	op, err := Act(ctx, e.db, r)
 	if err == nil {
-		e.Wake()
+		e.enqueue(r.Node)
 	}
 	return op, err
 }

@@ -89,6 +89,8 @@ type Engine struct {
 	wake    chan struct{}
 	gates   []Gate
 	holds   map[string]string // node → the reason it is held (audited when it changes)
+	queue   map[string]bool   // nodes to look at on the next pass (Act, held nodes)
+	owns    func(rack string) bool
 }
 
 // New builds an engine. metrics may be nil.
@@ -107,6 +109,7 @@ func New(cfg Config, db *store.DB, edge Edge, log *slog.Logger, metrics *Metrics
 		bmcs:    map[string]*sync.Mutex{},
 		running: map[string]bool{},
 		holds:   map[string]string{},
+		queue:   map[string]bool{},
 		wake:    make(chan struct{}, 1),
 	}, nil
 }
@@ -119,17 +122,60 @@ func (e *Engine) Wake() {
 	}
 }
 
+// enqueue makes the engine look at one node on its next pass, without a
+// scan of every node.
+func (e *Engine) enqueue(name string) {
+	e.mu.Lock()
+	e.queue[name] = true
+	e.mu.Unlock()
+	e.Wake()
+}
+
+// OwnRacks restricts the engine to nodes of racks for which owns returns
+// true (several controllers sharing one store each drive the racks they
+// hold a lease on). A node whose rack is given up stops after the step it
+// is in. nil drives every rack. Call it before Serve.
+func (e *Engine) OwnRacks(owns func(rack string) bool) {
+	e.mu.Lock()
+	e.owns = owns
+	e.mu.Unlock()
+}
+
+func (e *Engine) owned(rack string) bool {
+	e.mu.Lock()
+	owns := e.owns
+	e.mu.Unlock()
+	return owns == nil || owns(rack)
+}
+
 // Serve drives nodes until ctx ends, then waits for in-flight steps to
 // notice. A step cut short by shutdown keeps its intent open; the next start
 // resumes it with the same idempotency key.
+//
+// A node, once picked up, is driven by its own goroutine until it rests, so
+// the engine looks for work only where something outside it may have
+// changed: nodes queued by Act and nodes held by a gate, every Poll; and,
+// as a safety net for changes made behind its back (another process, a
+// direct store write), a scan of every node that may have work, at most
+// every Poll and never taking more than a twentieth of the time.
 func (e *Engine) Serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(e.cfg.Poll)
 	defer t.Stop()
+	var (
+		lastScan time.Time
+		scanCost time.Duration
+	)
 	for {
-		if err := e.dispatch(ctx, &wg); err != nil && ctx.Err() == nil {
-			e.log.Error("lifecycle: look for work", "err", err)
+		if since := time.Since(lastScan); since >= e.cfg.Poll && since >= 20*scanCost {
+			start := time.Now()
+			if err := e.dispatch(ctx, &wg); err != nil && ctx.Err() == nil {
+				e.log.Error("lifecycle: look for work", "err", err)
+			}
+			lastScan, scanCost = time.Now(), time.Since(start)
+		} else {
+			e.dispatchQueued(ctx, &wg)
 		}
 		select {
 		case <-ctx.Done():
@@ -146,46 +192,72 @@ var active = []model.State{model.Discovered, model.Enrolled, model.Inspecting, m
 	model.FirstBoot, model.BurnIn, model.Ready, model.HandedOff, model.Decommissioning}
 
 func (e *Engine) dispatch(ctx context.Context, wg *sync.WaitGroup) error {
-	nodes, err := e.db.ListNodes(ctx, store.NodeFilter{States: active})
+	nodes, err := e.db.ListWork(ctx, active)
 	if err != nil {
 		return err
 	}
+	e.mu.Lock()
+	clear(e.queue)
+	e.mu.Unlock()
 	for _, n := range nodes {
-		if plan(n) == nil {
+		if plan(n) == nil || !e.owned(n.Identity.Rack) {
 			continue
 		}
-		e.mu.Lock()
-		busy := e.running[n.Name]
-		e.running[n.Name] = true
-		e.mu.Unlock()
-		if busy {
-			continue
-		}
-		wg.Add(1)
-		go func(name string) {
-			defer wg.Done()
-			defer func() {
-				e.mu.Lock()
-				delete(e.running, name)
-				e.mu.Unlock()
-			}()
-			if err := e.drive(ctx, name); err != nil && ctx.Err() == nil {
-				e.log.Error("lifecycle: drive node", "node", name, "err", err)
-			}
-		}(n.Name)
+		e.start(ctx, wg, n.Name)
 	}
 	return nil
 }
 
+// dispatchQueued starts the nodes queued since the last pass and re-asks
+// the gates about held nodes.
+func (e *Engine) dispatchQueued(ctx context.Context, wg *sync.WaitGroup) {
+	e.mu.Lock()
+	names := make([]string, 0, len(e.queue)+len(e.holds))
+	for name := range e.queue {
+		names = append(names, name)
+	}
+	clear(e.queue)
+	for name := range e.holds {
+		names = append(names, name)
+	}
+	e.mu.Unlock()
+	for _, name := range names {
+		e.start(ctx, wg, name)
+	}
+}
+
+// start drives name in its own goroutine unless one already does.
+func (e *Engine) start(ctx context.Context, wg *sync.WaitGroup, name string) {
+	e.mu.Lock()
+	busy := e.running[name]
+	e.running[name] = true
+	e.mu.Unlock()
+	if busy {
+		return
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			e.mu.Lock()
+			delete(e.running, name)
+			e.mu.Unlock()
+		}()
+		if err := e.drive(ctx, name); err != nil && ctx.Err() == nil {
+			e.log.Error("lifecycle: drive node", "node", name, "err", err)
+		}
+	}()
+}
+
 // drive moves one node through transitions until it rests.
 func (e *Engine) drive(ctx context.Context, name string) error {
+	n, err := e.db.GetNode(ctx, name)
+	if err != nil {
+		return err
+	}
 	for ctx.Err() == nil {
-		n, err := e.db.GetNode(ctx, name)
-		if err != nil {
-			return err
-		}
 		tr := plan(n)
-		if tr == nil {
+		if tr == nil || !e.owned(n.Identity.Rack) {
 			return nil
 		}
 		if tr.guard != "" && len(e.gates) > 0 {
@@ -193,12 +265,18 @@ func (e *Engine) drive(ctx context.Context, name string) error {
 				return err
 			}
 		}
-		if err := e.transition(ctx, n, tr); err != nil {
+		next, err := e.transition(ctx, n, tr)
+		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
-				continue // someone (an operator) moved the node: look again
+				// Someone (an operator) moved the node: look again.
+				if n, err = e.db.GetNode(ctx, name); err != nil {
+					return err
+				}
+				continue
 			}
 			return err
 		}
+		n = next
 	}
 	return nil
 }
@@ -214,35 +292,44 @@ func (f *stepFailure) Error() string {
 	return fmt.Sprintf("step %s failed (%s): %s", f.step, f.class, f.msg)
 }
 
-func (e *Engine) transition(ctx context.Context, n model.Node, tr *transition) error {
+// transition runs tr's steps for n and records where n goes; it returns
+// the node as committed.
+func (e *Engine) transition(ctx context.Context, n model.Node, tr *transition) (model.Node, error) {
 	res := results{}
+	var hist map[string]store.StepHistory
+	if len(tr.steps) > 0 {
+		var err error
+		if hist, err = e.db.PassHistory(ctx, n.Name, n.Seq); err != nil {
+			return n, err
+		}
+	}
 	for _, s := range tr.steps {
-		out, err := e.runStep(ctx, n, s, res)
+		out, err := e.runStep(ctx, n, s, res, hist[s.name])
 		var sf *stepFailure
 		if errors.As(err, &sf) {
-			_, _, err := e.db.Apply(ctx, store.Change{Node: n.Name, FromSeq: n.Seq, To: model.Failed, Actor: e.cfg.Actor,
+			got, _, err := e.db.Apply(ctx, store.Change{Node: n.Name, FromSeq: n.Seq, To: model.Failed, Actor: e.cfg.Actor,
 				Action: "state.change", Failure: &store.Failure{Class: sf.class, Message: sf.Error(), From: n.State},
 				FinishOps: model.OpFailed})
 			if err == nil {
 				e.metrics.transitions.WithLabelValues(string(n.State), string(model.Failed)).Inc()
 				e.log.Warn("node failed", "node", n.Name, "state", n.State, "step", sf.step, "class", sf.class, "err", sf.msg)
 			}
-			return err
+			return got, err
 		}
 		if err != nil {
-			return err
+			return n, err
 		}
 		res[s.name] = out
 	}
 	next, err := tr.next(res)
 	if err != nil {
-		return err
+		return n, err
 	}
 	c := store.Change{Node: n.Name, FromSeq: n.Seq, To: next, Actor: e.cfg.Actor, Action: "state.change"}
 	if raw, ok := res[StepEnroll]; ok {
 		var id model.Identity
 		if err := json.Unmarshal(raw, &id); err != nil {
-			return fmt.Errorf("read enrolled identity: %w", err)
+			return n, fmt.Errorf("read enrolled identity: %w", err)
 		}
 		c.Identity = &id
 	}
@@ -261,23 +348,24 @@ func (e *Engine) transition(ctx context.Context, n model.Node, tr *transition) e
 			c.FinishOps = model.OpFailed
 		}
 	}
-	if _, _, err := e.db.Apply(ctx, c); err != nil {
-		return err
+	got, _, err := e.db.Apply(ctx, c)
+	if err != nil {
+		return n, err
 	}
 	e.metrics.transitions.WithLabelValues(string(n.State), string(next)).Inc()
 	e.log.Info("node state", "node", n.Name, "from", n.State, "to", next)
-	return nil
+	return got, nil
 }
 
 // runStep runs one step to success, retrying, or returns *stepFailure when
 // its attempts are spent. A step already done in this pass is not run again;
-// one left running by a killed controller resumes with its own key.
-func (e *Engine) runStep(ctx context.Context, n model.Node, s step, prior results) (json.RawMessage, error) {
-	h, err := e.db.StepHistory(ctx, n.Name, n.Seq, s.name)
-	if err != nil {
-		return nil, err
-	}
-	var st model.Step
+// one left running by a killed controller resumes with its own key. h is
+// what the store knew of the step when the transition began.
+func (e *Engine) runStep(ctx context.Context, n model.Node, s step, prior results, h store.StepHistory) (json.RawMessage, error) {
+	var (
+		st  model.Step
+		err error
+	)
 	if h.Last != nil {
 		switch h.Last.Outcome {
 		case model.Succeeded:

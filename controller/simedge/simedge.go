@@ -87,6 +87,15 @@ type Edge struct {
 	applied  map[string]Effect
 	machines map[string]*machine
 	replays  int
+
+	// Journal group commit: lines wait in pending; one caller at a time
+	// (holding syncMu) writes and fsyncs everything pending, and every
+	// caller whose line it covered returns.
+	syncMu  sync.Mutex
+	pending []byte
+	written uint64 // lines appended to pending, ever (under mu)
+	synced  uint64 // lines on disk (under syncMu)
+	syncErr error  // the first journal failure; later effects fail too
 }
 
 var _ lifecycle.Edge = (*Edge)(nil)
@@ -193,24 +202,47 @@ func (e *Edge) effect(n model.Node, key, action, arg string) error {
 
 func (e *Edge) record(n model.Node, key, action, arg string) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if _, done := e.applied[key]; done {
 		e.replays++
+		e.mu.Unlock()
 		return nil
 	}
 	ef := Effect{Key: key, Node: n.Name, Action: action, Arg: arg, At: time.Now().UTC()}
 	line, err := json.Marshal(ef)
 	if err != nil {
+		e.mu.Unlock()
 		return err
 	}
-	if _, err := e.journal.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("simedge: journal: %w", err)
-	}
-	if err := e.journal.Sync(); err != nil {
-		return fmt.Errorf("simedge: journal: %w", err)
-	}
+	e.pending = append(append(e.pending, line...), '\n')
+	e.written++
+	mine := e.written
 	e.applied[key] = ef
 	e.apply(ef)
+	e.mu.Unlock()
+	return e.sync(mine)
+}
+
+// sync returns once journal line number upto is on disk, writing and
+// fsyncing every line pending with it in one go.
+func (e *Edge) sync(upto uint64) error {
+	e.syncMu.Lock()
+	defer e.syncMu.Unlock()
+	if e.synced >= upto || e.syncErr != nil {
+		return e.syncErr
+	}
+	e.mu.Lock()
+	buf, last := e.pending, e.written
+	e.pending = nil
+	e.mu.Unlock()
+	if _, err := e.journal.Write(buf); err != nil {
+		e.syncErr = fmt.Errorf("simedge: journal: %w", err)
+		return e.syncErr
+	}
+	if err := e.journal.Sync(); err != nil {
+		e.syncErr = fmt.Errorf("simedge: journal: %w", err)
+		return e.syncErr
+	}
+	e.synced = last
 	return nil
 }
 

@@ -48,20 +48,23 @@ func chainHash(prev, body string) string {
 // appendAudit appends one entry inside tx. Callers hold the transaction that
 // makes the change the entry describes, so both land or neither does.
 func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, in AuditInput) error {
-	if db.d.lockAudit != "" {
-		if _, err := tx.ExecContext(ctx, db.d.lockAudit); err != nil {
-			return fmt.Errorf("audit: lock: %w", err)
+	seq, prev, cached := db.cachedHead(tx)
+	if !cached {
+		if db.d.lockAudit != "" {
+			if _, err := tx.ExecContext(ctx, db.d.lockAudit); err != nil {
+				return fmt.Errorf("audit: lock: %w", err)
+			}
+		}
+		prev = genesisHash
+		err := db.queryRow(ctx, tx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("audit: read head: %w", err)
 		}
 	}
 	var (
-		seq  int64
-		prev = genesisHash
+		detail json.RawMessage
+		err    error
 	)
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("audit: read head: %w", err)
-	}
-	var detail json.RawMessage
 	if in.Detail != nil {
 		if detail, err = json.Marshal(in.Detail); err != nil {
 			return fmt.Errorf("audit: encode detail: %w", err)
@@ -74,19 +77,19 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, in AuditInput) error 
 	if err != nil {
 		return fmt.Errorf("audit: encode: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, db.q(`INSERT INTO audit (seq, node, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`),
-		seq+1, in.Node, string(body), prev, chainHash(prev, string(body)))
+	hash := chainHash(prev, string(body))
+	_, err = db.exec(ctx, tx, `INSERT INTO audit (seq, node, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?)`,
+		seq+1, in.Node, string(body), prev, hash)
 	if err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
+	db.setHead(tx, seq+1, hash)
 	return nil
 }
 
 // Audit appends one entry on its own (an action with no state change).
 func (db *DB) Audit(ctx context.Context, in AuditInput) error {
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error { return db.appendAudit(ctx, tx, in) })
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error { return db.appendAudit(ctx, tx, in) })
 }
 
 // AuditFilter selects audit entries.

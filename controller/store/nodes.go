@@ -63,11 +63,9 @@ func (db *DB) CreateNode(ctx context.Context, n model.Node, actor string) (model
 	}
 	now := db.now()
 	created := false
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err = db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, db.q(`INSERT INTO nodes (`+nodeColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', '', '', '', '', ?, ?) ON CONFLICT (name) DO NOTHING`),
+	err = db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, `INSERT INTO nodes (`+nodeColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', '', '', '', '', ?, ?) ON CONFLICT (name) DO NOTHING`,
 			n.Name, n.Identity.Serial, n.Identity.UUID, n.Identity.BMC, string(macs), n.Identity.Rack,
 			n.Identity.Slot, n.Profile, n.Desired, n.State, micros(now), micros(now))
 		if err != nil {
@@ -92,11 +90,11 @@ func (db *DB) CreateNode(ctx context.Context, n model.Node, actor string) (model
 
 // setMACs replaces a node's rows in the MAC index (inside tx).
 func (db *DB) setMACs(ctx context.Context, tx *sql.Tx, node string, macs []string) error {
-	if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM node_macs WHERE node = ?`), node); err != nil {
+	if _, err := db.exec(ctx, tx, `DELETE FROM node_macs WHERE node = ?`, node); err != nil {
 		return fmt.Errorf("index MACs of %s: %w", node, err)
 	}
 	for _, mac := range macs {
-		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO node_macs (mac, node) VALUES (?, ?) ON CONFLICT DO NOTHING`), mac, node); err != nil {
+		if _, err := db.exec(ctx, tx, `INSERT INTO node_macs (mac, node) VALUES (?, ?) ON CONFLICT DO NOTHING`, mac, node); err != nil {
 			return fmt.Errorf("index MACs of %s: %w", node, err)
 		}
 	}
@@ -129,10 +127,9 @@ func validName(name string) error {
 // overwritten. It reports the fields it filled.
 func (db *DB) FillIdentity(ctx context.Context, name string, id model.Identity, profile, actor string) ([]string, error) {
 	var filled []string
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		n, err := scanNode(tx.QueryRowContext(ctx, db.q(`SELECT `+nodeColumns+` FROM nodes WHERE name = ?`), name))
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		filled = nil
+		n, err := scanNode(db.queryRow(ctx, tx, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("node %q: %w", name, ErrNotFound)
 		}
@@ -163,7 +160,7 @@ func (db *DB) FillIdentity(ctx context.Context, name string, id model.Identity, 
 			return nil
 		}
 		args = append(args, micros(db.now()), name)
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE nodes SET `+strings.Join(set, ", ")+`, updated_at = ? WHERE name = ?`), args...); err != nil {
+		if _, err := db.exec(ctx, tx, `UPDATE nodes SET `+strings.Join(set, ", ")+`, updated_at = ? WHERE name = ?`, args...); err != nil {
 			return fmt.Errorf("fill identity of %s: %w", name, err)
 		}
 		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "node.identity.fill", Node: name, Outcome: "ok",
@@ -214,6 +211,33 @@ func (db *DB) ListNodes(ctx context.Context, f NodeFilter) ([]model.Node, error)
 		n, err := scanNode(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// ListWork returns the nodes in states, with only what deciding their next
+// move needs (name, state, desired, seq, BMC, rack): the lifecycle's scan for
+// work reads thousands of these a second, so it skips inventories and JSON.
+func (db *DB) ListWork(ctx context.Context, states []model.State) ([]model.Node, error) {
+	query, args := `SELECT name, state, desired, seq, bmc, rack FROM nodes`, []any{}
+	if len(states) > 0 {
+		query += ` WHERE state IN (` + strings.TrimSuffix(strings.Repeat("?,", len(states)), ",") + `)`
+		for _, s := range states {
+			args = append(args, s)
+		}
+	}
+	rows, err := db.r.QueryContext(ctx, db.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list work: %w", err)
+	}
+	defer rows.Close()
+	var out []model.Node
+	for rows.Next() {
+		var n model.Node
+		if err := rows.Scan(&n.Name, &n.State, &n.Desired, &n.Seq, &n.Identity.BMC, &n.Identity.Rack); err != nil {
+			return nil, fmt.Errorf("list work: %w", err)
 		}
 		out = append(out, n)
 	}
@@ -313,11 +337,13 @@ type Failure struct {
 // Apply makes a Change atomically. It returns ErrConflict when FromSeq no
 // longer matches, and the operation it started, if any.
 func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation, error) {
-	var op *model.Operation
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		n, err := scanNode(tx.QueryRowContext(ctx, db.q(`SELECT `+nodeColumns+` FROM nodes WHERE name = ?`), c.Node))
+	var (
+		op  *model.Operation
+		out model.Node
+	)
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		op = nil
+		n, err := scanNode(db.queryRow(ctx, tx, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, c.Node))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("node %q: %w", c.Node, ErrNotFound)
 		}
@@ -368,7 +394,7 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 			args = append(args, string(c.Findings))
 		}
 		args = append(args, c.Node)
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE nodes SET `+strings.Join(set, ", ")+` WHERE name = ?`), args...); err != nil {
+		if _, err := db.exec(ctx, tx, `UPDATE nodes SET `+strings.Join(set, ", ")+` WHERE name = ?`, args...); err != nil {
 			return fmt.Errorf("apply to %s: %w", c.Node, err)
 		}
 		if c.To != "" {
@@ -384,7 +410,7 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 			detail["detail"] = c.Detail
 		}
 		if c.FinishOps != "" {
-			if _, err := tx.ExecContext(ctx, db.q(`UPDATE operations SET status = ?, finished_at = ?, message = ? WHERE node = ? AND status = ?`),
+			if _, err := db.exec(ctx, tx, `UPDATE operations SET status = ?, finished_at = ?, message = ? WHERE node = ? AND status = ?`,
 				c.FinishOps, now, fmt.Sprintf("node reached %s", stateOr(c.To, from)), c.Node, model.OpRunning); err != nil {
 				return fmt.Errorf("finish operations of %s: %w", c.Node, err)
 			}
@@ -397,7 +423,7 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 				// operation is over as soon as it starts.
 				o.Status, o.Message, o.Finished, finished = c.FinishOps, "nothing to do: node already there", &o.Created, &now
 			}
-			if err := tx.QueryRowContext(ctx, db.q(`INSERT INTO operations (node, action, actor, status, message, created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			if err := db.queryRow(ctx, tx, `INSERT INTO operations (node, action, actor, status, message, created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 				o.Node, o.Action, o.Actor, o.Status, o.Message, now, finished).Scan(&o.ID); err != nil {
 				return fmt.Errorf("record operation on %s: %w", c.Node, err)
 			}
@@ -408,13 +434,20 @@ func (db *DB) Apply(ctx context.Context, c Change) (model.Node, *model.Operation
 		if c.To == model.Failed {
 			outcome = "failed"
 		}
-		return db.appendAudit(ctx, tx, AuditInput{Actor: c.Actor, Action: c.Action, Node: c.Node, Outcome: outcome, Detail: detail})
+		if err := db.appendAudit(ctx, tx, AuditInput{Actor: c.Actor, Action: c.Action, Node: c.Node, Outcome: outcome, Detail: detail}); err != nil {
+			return err
+		}
+		// The node as committed, read in the same transaction: the caller
+		// needs no second round trip.
+		if out, err = scanNode(db.queryRow(ctx, tx, `SELECT `+nodeColumns+` FROM nodes WHERE name = ?`, c.Node)); err != nil {
+			return fmt.Errorf("apply to %s: read back: %w", c.Node, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return model.Node{}, nil, err
 	}
-	n, err := db.GetNode(ctx, c.Node)
-	return n, op, err
+	return out, op, nil
 }
 
 func stateOr(a, b model.State) model.State {

@@ -62,22 +62,44 @@ func (db *DB) StepHistory(ctx context.Context, node string, seq int64, step stri
 	return h, rows.Err()
 }
 
+// PassHistory reads the attempts of every step of node in pass seq at once
+// (one query per transition instead of one per step).
+func (db *DB) PassHistory(ctx context.Context, node string, seq int64) (map[string]StepHistory, error) {
+	rows, err := db.r.QueryContext(ctx, db.q(`SELECT `+stepColumns+` FROM steps WHERE node = ? AND seq = ? ORDER BY step, attempt`), node, seq)
+	if err != nil {
+		return nil, fmt.Errorf("step history %s: %w", node, err)
+	}
+	defer rows.Close()
+	out := map[string]StepHistory{}
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			return nil, fmt.Errorf("step history %s: %w", node, err)
+		}
+		h := out[st.Name]
+		if st.Outcome == model.FailedOut || st.Outcome == model.TimedOut {
+			h.Failures++
+		}
+		h.Last = &st
+		out[st.Name] = h
+	}
+	return out, rows.Err()
+}
+
 // BeginStep records the intent of a new attempt, durably, before its side
 // effect runs: the returned step carries the idempotency key the edge gets.
 func (db *DB) BeginStep(ctx context.Context, node string, seq int64, step, actor string) (model.Step, error) {
 	var st model.Step
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var attempt int
-		if err := tx.QueryRowContext(ctx, db.q(`SELECT COALESCE(MAX(attempt), 0) FROM steps WHERE node = ? AND step = ?`), node, step).Scan(&attempt); err != nil {
+		if err := db.queryRow(ctx, tx, `SELECT COALESCE(MAX(attempt), 0) FROM steps WHERE node = ? AND step = ?`, node, step).Scan(&attempt); err != nil {
 			return fmt.Errorf("begin step %s/%s: %w", node, step, err)
 		}
 		attempt++
 		now := db.now()
 		st = model.Step{Node: node, Seq: seq, Name: step, Attempt: attempt, Key: model.IdempotencyKey(node, step, attempt),
 			Outcome: model.Running, Started: fromMicros(micros(now))}
-		if err := tx.QueryRowContext(ctx, db.q(`INSERT INTO steps (node, seq, step, attempt, idem_key, outcome, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		if err := db.queryRow(ctx, tx, `INSERT INTO steps (node, seq, step, attempt, idem_key, outcome, started_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			node, seq, step, attempt, st.Key, st.Outcome, micros(now)).Scan(&st.ID); err != nil {
 			return fmt.Errorf("begin step %s/%s: %w", node, step, err)
 		}
@@ -89,12 +111,10 @@ func (db *DB) BeginStep(ctx context.Context, node string, seq int64, step, actor
 
 // FinishStep records how an attempt ended.
 func (db *DB) FinishStep(ctx context.Context, st model.Step, actor string) (model.Step, error) {
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
 	end := fromMicros(micros(db.now()))
 	st.Ended = &end
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, db.q(`UPDATE steps SET outcome = ?, class = ?, message = ?, result = ?, ended_at = ? WHERE id = ? AND outcome = ?`),
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, `UPDATE steps SET outcome = ?, class = ?, message = ?, result = ?, ended_at = ? WHERE id = ? AND outcome = ?`,
 			st.Outcome, st.Class, st.Message, string(st.Result), micros(end), st.ID, model.Running)
 		if err != nil {
 			return fmt.Errorf("finish step %s: %w", st.Key, err)

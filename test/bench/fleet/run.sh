@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# make bench-fleet: provision simulated fleets of 1,000 and 10,000 machines
+# through a real controller (store with synchronous=FULL, lifecycle engine,
+# API) with the simulated edge in the same process, and report wall time,
+# peak RSS, CPU time and the share of it spent in the simulator, and the
+# linearity ratio, against the targets of issue 11. Exits non-zero when a
+# target is missed.
+#
+#   FLEET_SIZES="1000 10000"  sizes to run (the first is the linearity base)
+#   FLEET_DATABASE=postgres://...  run on PostgreSQL instead of SQLite
+#   BENCH_OUT=DIR             keep the JSON results and CPU profiles there
+#   RACKSTRAP=PATH            the binary (default bin/rackstrap, built if missing)
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+bin=${RACKSTRAP:-bin/rackstrap}
+if [ ! -x "$bin" ]; then
+	CGO_ENABLED=0 go build -o "$bin" ./cmd/rackstrap
+fi
+sizes=${FLEET_SIZES:-"1000 10000"}
+out=${BENCH_OUT:-$(mktemp -d /tmp/bench-fleet.XXXXXX)}
+mkdir -p "$out"
+db_args=()
+if [ -n "${FLEET_DATABASE:-}" ]; then
+	db_args=(--database "$FLEET_DATABASE")
+fi
+
+field() { # field NAME FILE: a number from the run's JSON
+	sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" "$2" | head -1
+}
+
+echo "bench-fleet: results and CPU profiles in $out (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+rows=()
+base_wall="" base_rss="" base_n=""
+fail=0
+for n in $sizes; do
+	echo "bench-fleet: $n machines..." >&2
+	"$bin" simulate fleet --nodes "$n" "${db_args[@]}" --progress 30s --cpuprofile "$out/cpu-$n.pprof" -o json >"$out/run-$n.json"
+	wall=$(field wallSeconds "$out/run-$n.json")
+	rss=$(field peakRssMiB "$out/run-$n.json")
+	cpu=$(field cpuSeconds "$out/run-$n.json")
+	ready=$(field ready "$out/run-$n.json")
+	# The simulator's share: CPU samples whose stack passes through the
+	# simulated edge (its journal, its timers); the rest is the controller.
+	sim=$(go tool pprof -top -focus='controller/simedge' "$out/cpu-$n.pprof" 2>/dev/null |
+		sed -n 's/.*Showing nodes accounting for [^,]*, \([0-9.]*\)% of .*/\1/p' | head -1)
+	sim=${sim:-0}
+	ctl=$(awk -v s="$sim" 'BEGIN{printf "%.1f", 100-s}')
+	ratio_t="1.0" ratio_m="1.0"
+	if [ -z "$base_n" ]; then
+		base_wall=$wall base_rss=$rss base_n=$n
+	else
+		ratio_t=$(awk -v a="$wall" -v b="$base_wall" 'BEGIN{printf "%.1f", a/b}')
+		ratio_m=$(awk -v a="$rss" -v b="$base_rss" 'BEGIN{printf "%.1f", a/b}')
+		scale=$(awk -v a="$n" -v b="$base_n" 'BEGIN{print a/b}')
+		if awk -v r="$ratio_t" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}' || awk -v r="$ratio_m" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}'; then
+			echo "bench-fleet: MISSED linearity: ${base_n}→${n} took ${ratio_t}x time and ${ratio_m}x memory (target ≤ $(awk -v s="$scale" 'BEGIN{print 1.1*s}')x)" >&2
+			fail=1
+		fi
+	fi
+	if [ "$ready" != "$n" ]; then
+		echo "bench-fleet: MISSED: only $ready of $n machines reached Ready" >&2
+		fail=1
+	fi
+	if [ "$n" -ge 10000 ]; then
+		if awk -v w="$wall" 'BEGIN{exit !(w > 600)}'; then echo "bench-fleet: MISSED: $n machines took ${wall}s (target ≤ 600 s)" >&2; fail=1; fi
+		if awk -v m="$rss" 'BEGIN{exit !(m > 1024)}'; then echo "bench-fleet: MISSED: peak RSS ${rss} MiB (target ≤ 1024 MiB)" >&2; fail=1; fi
+	fi
+	rows+=("| $n | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | $(awk -v m="$rss" 'BEGIN{printf "%.0f MiB", m}') | $(awk -v c="$cpu" 'BEGIN{printf "%.1f s", c}') | ${ctl}% / ${sim}% | ${ratio_t}x / ${ratio_m}x |")
+done
+
+echo
+echo "Simulated fleet, Discovered → Ready, controller and simulated edge in one process on $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)); store: ${FLEET_DATABASE:+PostgreSQL}${FLEET_DATABASE:-SQLite, synchronous=FULL}; 40 machines a rack, 8 BMC/image steps at once per rack."
+echo
+echo "| machines | wall time | machines/s | peak RSS | CPU time | CPU controller / simulator | time / memory vs first row |"
+echo "| ---: | ---: | ---: | ---: | ---: | :---: | :---: |"
+printf '%s\n' "${rows[@]}"
+exit $fail
