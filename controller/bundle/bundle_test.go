@@ -548,7 +548,7 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	}
 	s.n++
 	if s.n > 4 {
-		time.Sleep(30 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	return s.r.Read(p)
 }

@@ -74,3 +74,32 @@ func FuzzImport(f *testing.F) {
 		_ = imgstore.ErrDigest
 	})
 }
+
+func FuzzParseRotations(f *testing.F) {
+	f.Add([]byte(`[{"old_key_id":"sha256:aa","new_key_id":"sha256:bb","new_public_key":"AAAA","time":"2026-11-24T00:00:00Z","signature":{"key_id":"sha256:aa","algorithm":"ed25519","signature":"AAAA"}}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"x":1}]`))
+	f.Add([]byte(`null`))
+	dir := f.TempDir()
+	k, err := OpenKeyring(filepath.Join(dir, "keys"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := k.Init(""); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rots, err := ParseRotations(data)
+		if err != nil {
+			return
+		}
+		// Forged rotations never extend the trust store.
+		_, added, err := k.Endorsed(rots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(added) != 0 {
+			t.Fatalf("Endorsed accepted a key from fuzz input: %+v", rots)
+		}
+	})
+}
