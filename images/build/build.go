@@ -156,6 +156,12 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			_ = os.Remove(tmp)
 			return err
 		}
+		// on disk before it has its final name: a crash must not leave a
+		// named output with missing blocks
+		if err := syncFile(tmp); err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
 		if err := os.Rename(tmp, final); err != nil {
 			return err
 		}
@@ -337,7 +343,26 @@ func writeFileAtomic(p string, data []byte) error {
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, p)
+	if err := syncFile(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	return syncFile(filepath.Dir(p)) // the renames themselves
+}
+
+// syncFile flushes a file (or a directory's entries) to stable storage.
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", p, err)
+	}
+	return nil
 }
 
 // fillHoles rewrites a sparse file so every block is allocated.

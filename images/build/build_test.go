@@ -143,6 +143,9 @@ func TestBuildReproducibleAndChecked(t *testing.T) {
 	// squashfs
 	sq := r1.Files["tiny.squashfs"]
 	run(t, "unsquashfs", "-s", sq)
+	if l := run(t, "unsquashfs", "-l", sq); !strings.Contains(l, "squashfs-root/etc/motd") {
+		t.Errorf("unsquashfs -l lacks /etc/motd:\n%s", tail(l, 2000))
+	}
 	sqTree := filepath.Join(scratch, "squashfs")
 	run(t, "unsquashfs", "-no-xattrs", "-d", sqTree, sq)
 	sqList := listing(t, sqTree, nil)
@@ -165,6 +168,9 @@ func TestBuildReproducibleAndChecked(t *testing.T) {
 
 	// ISO
 	iso := r1.Files["tiny.iso"]
+	if toc := run(t, "xorriso", "-indev", iso, "-toc"); !strings.Contains(toc, "ISO session") {
+		t.Errorf("xorriso -toc:\n%s", toc)
+	}
 	rep := run(t, "xorriso", "-indev", iso, "-report_el_torito", "plain")
 	for _, want := range []string{"El Torito boot img :   1  BIOS", "El Torito boot img :   2  UEFI"} {
 		if !strings.Contains(rep, want) {

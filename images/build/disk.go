@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -27,6 +28,9 @@ const (
 	mib      = 1 << 20
 	copyBuf  = 8 << 20 // go-diskfs is ~10x slower with small writes
 	gptSlack = 34 * sector
+	// prefetchAhead bounds how far the kernel is asked to read ahead of
+	// the ext4 writer
+	prefetchAhead = 256 * mib
 )
 
 // espFile is one file of the EFI System Partition.
@@ -220,13 +224,33 @@ func writeESP(d *disk.Disk, l diskLayout, p diskParams) error {
 func writeExt4(ctx context.Context, dst io.WriterAt, l diskLayout, p diskParams) error {
 	entries := p.tree.Entries()
 	nodes := make([]ext4.Node, 0, len(entries))
+	// the writer reads files in this order; a prefetcher reads ahead of it
+	var files []string
+	var sizes []int64
+	var reached atomic.Int64
+	var pos int64
 	for _, e := range entries {
 		n := ext4.Node{Path: e.Path, Mode: e.Mode, UID: uint32(e.UID), GID: uint32(e.GID), Size: e.Size, Target: e.Target}
 		if e.IsRegular() && e.Size > 0 {
-			n.Open = p.content.open(e)
+			open, at := p.content.open(e), pos
+			n.Open = func() (io.ReadCloser, error) {
+				reached.Store(at)
+				return open()
+			}
+			if e.Src != "" {
+				files, sizes = append(files, e.Src), append(sizes, e.Size)
+				pos += e.Size
+			}
 		}
 		nodes = append(nodes, n)
 	}
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		prefetch(pctx, files, sizes, &reached, prefetchAhead)
+	}()
+	defer func() { stop(); <-done }()
 	_, err := ext4.Write(ctx, dst, nodes, ext4.Params{
 		Size: l.rootBytes(), UUID: p.fsUUID, HashSeed: derivedUUID(p.specDigest, "ext4-hash-seed"),
 		Label: p.label, Time: p.epoch.Unix(), Journal: true, Zeroed: true,
