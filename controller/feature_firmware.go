@@ -17,7 +17,7 @@ type firmwareFeature struct{ c fwrun.Config }
 func (f *firmwareFeature) Name() string { return "firmware" }
 
 func (f *firmwareFeature) Start(_ context.Context, rt *Runtime) error {
-	deps := fwrun.Deps{Store: rt.Store, Secrets: rt.Secrets, Log: rt.Log.With("feature", "firmware"), APIURL: rt.APIURL, Wake: rt.Engine.Wake}
+	deps := fwrun.Deps{Store: rt.Store, Secrets: rt.Secrets, Log: rt.Log.With("feature", "firmware"), APIURL: rt.APIURL, Wake: rt.Engine.Wake, Registry: rt.Registry}
 	if e := rt.Config.Edge; e != nil {
 		deps.DefaultUser, deps.DefaultPassword = e.Login.Username, e.Login.Password
 	}

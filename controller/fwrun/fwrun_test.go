@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
 	"github.com/rackstrap/rackstrap/controller/api"
@@ -107,7 +108,7 @@ func (l *lab) runner(t *testing.T, mod func(*Config)) *Runner {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, err := New(cfg, Deps{Store: l.db, Log: l.log, DefaultUser: "admin", DefaultPassword: "password"})
+	r, err := New(cfg, Deps{Store: l.db, Log: l.log, DefaultUser: "admin", DefaultPassword: "password", Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func serve(t *testing.T, r *Runner) {
 // wait waits for run to end.
 func (l *lab) wait(t *testing.T, id int64) store.FirmwareRun {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		run, err := l.db.GetFirmwareRun(context.Background(), id)
 		if err != nil {
@@ -207,6 +208,12 @@ func TestWavesRunCanaryFirstAndEveryFlashIsAudited(t *testing.T) {
 	}
 	if res, err := l.db.VerifyAudit(context.Background()); err != nil {
 		t.Errorf("VerifyAudit = %+v, %v", res, err)
+	}
+	if n := counter(r.flashes.WithLabelValues("BIOS", "flashed")); n != 5 {
+		t.Errorf("rackstrap_firmware_packages_total{BIOS,flashed} = %v, want 5", n)
+	}
+	if n := counter(r.nodes.WithLabelValues("succeeded")); n != 5 {
+		t.Errorf("rackstrap_firmware_nodes_total{succeeded} = %v, want 5", n)
 	}
 	// Nodes at the baseline: a second plan finds nothing to do.
 	again, err := r.Plan(context.Background(), RunRequest{Baseline: "fleet"}, "tester")
@@ -333,7 +340,7 @@ func TestResumeAfterAStopDoesNotFlashTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Stop once the canary's first task is recorded, mid-flash.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		steps, _ := l.db.FirmwareSteps(context.Background(), plan.Run.ID)
 		if len(steps) > 0 && steps[0].Task != "" {
@@ -513,7 +520,7 @@ func TestCancelStartsNoOtherNode(t *testing.T) {
 		t.Errorf("Cancel again = %v, want a conflict", err)
 	}
 	// The canary, being updated, is finished; nobody else starts.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		run, _ = l.db.GetFirmwareRun(ctx, plan.Run.ID)
 		if run.Nodes[0].Outcome != "" || time.Now().After(deadline) {
@@ -530,4 +537,13 @@ func TestCancelStartsNoOtherNode(t *testing.T) {
 			t.Errorf("a node started after the cancel: %+v", b.Updates())
 		}
 	}
+}
+
+// counter reads a counter's value.
+func counter(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

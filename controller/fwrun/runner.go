@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rackstrap/rackstrap/bmc"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/secrets"
@@ -115,6 +117,8 @@ type Deps struct {
 	// Wake, when set, makes the lifecycle engine look again (after a node
 	// is released or quarantined).
 	Wake func()
+	// Registry, when set, gets the firmware runs' Prometheus series.
+	Registry prometheus.Registerer
 }
 
 // Runner plans and drives firmware runs.
@@ -130,6 +134,9 @@ type Runner struct {
 	mu       sync.Mutex
 	packages map[string]string // sha256 → file, the packages BMCs may fetch
 	baseline *cachedBaseline
+
+	flashes *prometheus.CounterVec // packages applied, by component and outcome
+	nodes   *prometheus.CounterVec // nodes of runs, by outcome
 }
 
 type cachedBaseline struct {
@@ -167,7 +174,24 @@ func New(cfg Config, deps Deps) (*Runner, error) {
 	cc := cfg.Client
 	cc.TrustedKeys, cc.AllowUnsigned, cc.Logger = cfg.TrustedKeys, cfg.AllowUnsigned, deps.Log
 	r := &Runner{cfg: cfg, db: deps.Store, box: deps.Secrets, log: deps.Log, deps: deps, client: firmware.New(cc),
-		wake: make(chan struct{}, 1), packages: map[string]string{}}
+		wake: make(chan struct{}, 1), packages: map[string]string{},
+		flashes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rackstrap_firmware_packages_total",
+			Help: "Firmware packages applied by firmware runs, by component and outcome (flashed, unchanged, failed).",
+		}, []string{"component", "outcome"}),
+		nodes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rackstrap_firmware_nodes_total",
+			Help: "Nodes of firmware runs that ended, by outcome (succeeded, failed, skipped).",
+		}, []string{"outcome"}),
+	}
+	if deps.Registry != nil {
+		if err := deps.Registry.Register(r.flashes); err != nil {
+			return nil, fmt.Errorf("firmware metrics: %w", err)
+		}
+		if err := deps.Registry.Register(r.nodes); err != nil {
+			return nil, fmt.Errorf("firmware metrics: %w", err)
+		}
+	}
 	if cfg.Baseline != "" {
 		if _, err := r.loadBaseline(cfg.Baseline); err != nil {
 			return nil, err
@@ -474,12 +498,14 @@ func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []fi
 	if ok, why := r.atRest(ctx, n); !ok {
 		msg := fmt.Sprintf("node is %s (%s): the lifecycle has it, so it was left alone; run again once it rests", n.State, why)
 		r.log.Info("firmware: node skipped", "run", run, "node", name, "why", msg)
+		r.nodes.WithLabelValues(store.FirmwareSkipped).Inc()
 		return firmware.Outcome(store.FirmwareSkipped), r.db.FinishFirmwareNode(ctx, run, name, store.FirmwareSkipped, msg, r.cfg.Actor)
 	}
 	fail := func(class, msg string) (firmware.Outcome, error) {
 		if err := r.db.FinishFirmwareNode(ctx, run, name, store.FirmwareFailed, msg, r.cfg.Actor); err != nil {
 			return "", err
 		}
+		r.nodes.WithLabelValues(store.FirmwareFailed).Inc()
 		if err := r.quarantine(ctx, run, name, msg); err != nil {
 			return "", err
 		}
@@ -530,6 +556,7 @@ func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []fi
 				Detail: map[string]any{"run": run, "key": key, "component": u.Component, "class": class, "error": applyErr.Error(), "task": res.Task}}}); err != nil {
 				return "", err
 			}
+			r.flashes.WithLabelValues(u.Component, "failed").Inc()
 			return fail(class, msg)
 		}
 		audits := []store.AuditInput{{Actor: r.cfg.Actor, Action: "firmware.flash", Node: name, Outcome: flashOutcome(res),
@@ -543,6 +570,7 @@ func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []fi
 		if err := r.db.FinishFirmwareStep(ctx, key, store.FirmwareStepDone, result, res.Note, audits); err != nil {
 			return "", err
 		}
+		r.flashes.WithLabelValues(u.Component, flashOutcome(res)).Inc()
 		done = append(done, fmt.Sprintf("%s %s", u.Component, res.To))
 	}
 	if comps, err := r.client.Inventory(ctx, ep); err == nil {
@@ -554,6 +582,7 @@ func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []fi
 	if err := r.db.FinishFirmwareNode(ctx, run, name, store.FirmwareSucceeded, msg, r.cfg.Actor); err != nil {
 		return "", err
 	}
+	r.nodes.WithLabelValues(store.FirmwareSucceeded).Inc()
 	if r.deps.Wake != nil {
 		r.deps.Wake() // the gate lets the node move on now
 	}
