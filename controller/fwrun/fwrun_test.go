@@ -547,3 +547,27 @@ func counter(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// A node the lifecycle took between the plan and its turn is left alone
+// and skipped with the reason; a node removed meanwhile is skipped too.
+func TestNodeNotAtRestIsSkipped(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, 3, redfishsim.Options{})
+	r := l.runner(t, nil)
+	ctx := context.Background()
+	plan, err := r.Plan(ctx, RunRequest{WaveSize: 1}, "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.db.Apply(ctx, store.Change{Node: "r1-n02", FromSeq: -1, To: model.Imaging, Actor: "test", Action: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, r)
+	run := l.wait(t, plan.Run.ID)
+	if run.Status != store.FirmwareDone || run.Nodes[1].Outcome != store.FirmwareSkipped || !strings.Contains(run.Nodes[1].Message, "node is Imaging") {
+		t.Errorf("run = %s, r1-n02 %s %q; want done with r1-n02 skipped", run.Status, run.Nodes[1].Outcome, run.Nodes[1].Message)
+	}
+	if len(l.bmcs[1].Updates()) != 0 || len(l.bmcs[2].Updates()) != 2 {
+		t.Errorf("updates: r1-n02 %d (want 0), r1-n03 %d (want 2)", len(l.bmcs[1].Updates()), len(l.bmcs[2].Updates()))
+	}
+}

@@ -492,6 +492,10 @@ var errStopped = errors.New("shutting down")
 // store failed): the node is taken up again on the next look.
 func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []firmware.Update) (firmware.Outcome, error) {
 	n, err := r.db.GetNode(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		r.nodes.WithLabelValues(store.FirmwareSkipped).Inc()
+		return firmware.Outcome(store.FirmwareSkipped), r.db.FinishFirmwareNode(ctx, run, name, store.FirmwareSkipped, "the node no longer exists", r.cfg.Actor)
+	}
 	if err != nil {
 		return "", err
 	}
