@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rackstrap/rackstrap/bmc"
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
@@ -72,6 +73,20 @@ func TestApplyChoosesTheTransferTheBMCAdvertises(t *testing.T) {
 		}
 		if v := fwVersion(sim, "BMC"); v != "1.4.2" || len(sim.Updates()) != 0 {
 			t.Errorf("BMC firmware = %s with %d updates after a refused push", v, len(sim.Updates()))
+		}
+	})
+	t.Run("push task hangs", func(t *testing.T) {
+		t.Parallel()
+		sim := startSim(t, redfishsim.Options{}, redfishsim.SampleNode(25))
+		sim.SetUpdateFault(redfishsim.UpdateFault{Multipart: true, TaskHangs: true})
+		cfg := fastConfig(t, k)
+		cfg.TaskTimeout = 300 * time.Millisecond
+		_, err := New(cfg).Apply(context.Background(), endpointOf(sim), req)
+		if !errors.Is(err, ErrTaskTimeout) || !strings.Contains(err.Error(), "was Running at 42%") {
+			t.Errorf("Apply = %v, want %s with the task's progress", err, ClassTaskTimeout)
+		}
+		if v := fwVersion(sim, "BMC"); v != "1.4.2" {
+			t.Errorf("BMC firmware = %s under a hung task, want 1.4.2", v)
 		}
 	})
 	t.Run("push task fails", func(t *testing.T) {
