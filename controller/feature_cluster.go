@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
-
 	"github.com/rackstrap/rackstrap/cluster/export"
 	"github.com/rackstrap/rackstrap/cluster/kubernetes"
 	"github.com/rackstrap/rackstrap/cluster/slurm"
@@ -32,7 +30,7 @@ type KubernetesConfig struct {
 	// Kubeconfig reaches the API server with a user that may update nodes;
 	// Nodes, when set, replaces it (tests use client-go's fake clientset).
 	Kubeconfig string
-	Nodes      corev1client.NodesGetter
+	Nodes      kubernetes.NodeClient
 	// Join is what a node's first boot needs to run kubeadm join.
 	Join kubernetes.Join
 	// TaintGPUNodes adds nvidia.com/gpu=present:NoSchedule to GPU nodes.
@@ -63,7 +61,7 @@ type ClusterConfig struct {
 type ClusterFeature struct {
 	cfg    ClusterConfig
 	sender *webhook.Sender
-	nodes  corev1client.NodesGetter
+	nodes  kubernetes.NodeClient
 }
 
 // NewClusterFeature validates cfg and connects nothing yet.

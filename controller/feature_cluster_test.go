@@ -80,7 +80,7 @@ func TestDispatcherRoutesPerNode(t *testing.T) {
 
 	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "k8s-01"},
 		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: kubernetes.TaintPending, Value: "hand-off", Effect: corev1.TaintEffectNoSchedule}}}})
-	feat, err := NewClusterFeature(ClusterConfig{Kubernetes: &KubernetesConfig{Nodes: cs.CoreV1(), Join: join, JoinWait: time.Second}})
+	feat, err := NewClusterFeature(ClusterConfig{Kubernetes: &KubernetesConfig{Nodes: cs.CoreV1().Nodes(), Join: join, JoinWait: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestClusterFeatureWebhookSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	newFeature := func() *ClusterFeature {
 		f, err := NewClusterFeature(ClusterConfig{
-			Kubernetes:    &KubernetesConfig{Nodes: fake.NewClientset().CoreV1(), Join: join},
+			Kubernetes:    &KubernetesConfig{Nodes: fake.NewClientset().CoreV1().Nodes(), Join: join},
 			DefaultTarget: "kubernetes",
 			Webhook:       &webhook.Config{URL: srv.URL, Secret: []byte(hookSecret), MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
 			WebhookPoll:   20 * time.Millisecond,

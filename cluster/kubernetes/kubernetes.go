@@ -14,8 +14,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/validation"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/retry"
 
@@ -166,11 +168,20 @@ func (f Facts) Labels() (map[string]string, error) {
 	return out, nil
 }
 
+// NodeClient is what hand-off needs of the API server: get and update
+// nodes. client-go's typed NodeInterface has these methods, so its fake
+// clientset's CoreV1().Nodes() serves tests; NewNodesClient is a REST
+// client for nodes alone, which keeps client-go's typed clientset (every
+// API group, some 20 MB) out of the controller binary.
+type NodeClient interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Node, error)
+	Update(ctx context.Context, node *corev1.Node, opts metav1.UpdateOptions) (*corev1.Node, error)
+}
+
 // Config configures the hand-off to one cluster.
 type Config struct {
-	// Nodes reaches the API server's nodes (the CoreV1 client of
-	// NewNodesClient, or client-go's fake clientset in tests).
-	Nodes corev1client.NodesGetter
+	// Nodes reaches the API server's nodes.
+	Nodes NodeClient
 	// TaintGPUNodes adds TaintGPU to nodes with GPUs.
 	TaintGPUNodes bool
 	// JoinWait is how long hand-off waits for the node to register after
@@ -189,19 +200,48 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NewNodesClient builds the CoreV1 client of the cluster a kubeconfig
-// file names (its current context).
-func NewNodesClient(kubeconfig string) (corev1client.NodesGetter, error) {
+// NewNodesClient builds a client for the nodes of the cluster a
+// kubeconfig file names (its current context).
+func NewNodesClient(kubeconfig string) (NodeClient, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: kubeconfig %s: %w; give a kubeconfig whose user may update nodes (--kube-config)", kubeconfig, err)
 	}
-	rc.Timeout = 30 * time.Second
-	c, err := corev1client.NewForConfig(rc)
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	cfg := rest.CopyConfig(rc)
+	cfg.Timeout = 30 * time.Second
+	cfg.APIPath = "/api"
+	cfg.GroupVersion = &corev1.SchemeGroupVersion
+	cfg.ContentType = "application/json"
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	cfg.UserAgent = "rackstrap"
+	c, err := rest.RESTClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client for %s: %w", rc.Host, err)
 	}
-	return c, nil
+	return restNodes{c}, nil
+}
+
+// restNodes gets and updates nodes over the API's REST interface.
+type restNodes struct{ c *rest.RESTClient }
+
+func (r restNodes) Get(ctx context.Context, name string, _ metav1.GetOptions) (*corev1.Node, error) {
+	out := &corev1.Node{}
+	err := r.c.Get().Resource("nodes").Name(name).Do(ctx).Into(out)
+	return out, err
+}
+
+func (r restNodes) Update(ctx context.Context, n *corev1.Node, opts metav1.UpdateOptions) (*corev1.Node, error) {
+	out := &corev1.Node{}
+	req := r.c.Put().Resource("nodes").Name(n.Name).Body(n)
+	if opts.FieldManager != "" {
+		req = req.Param("fieldManager", opts.FieldManager)
+	}
+	err := req.Do(ctx).Into(out)
+	return out, err
 }
 
 // Cluster applies hand-off and release to a cluster's nodes.
@@ -233,7 +273,7 @@ const (
 func (c *Cluster) wait(ctx context.Context, name string) (*corev1.Node, error) {
 	deadline := time.Now().Add(c.cfg.JoinWait)
 	for {
-		n, err := c.cfg.Nodes.Nodes().Get(ctx, name, metav1.GetOptions{})
+		n, err := c.cfg.Nodes.Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			return n, nil
 		}
@@ -286,9 +326,9 @@ func (c *Cluster) update(ctx context.Context, op string, n *corev1.Node, change 
 		if equalNode(n, want) {
 			return nil
 		}
-		got, err := c.cfg.Nodes.Nodes().Update(ctx, want, metav1.UpdateOptions{FieldManager: "rackstrap"})
+		got, err := c.cfg.Nodes.Update(ctx, want, metav1.UpdateOptions{FieldManager: "rackstrap"})
 		if apierrors.IsConflict(err) {
-			fresh, gerr := c.cfg.Nodes.Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			fresh, gerr := c.cfg.Nodes.Get(ctx, n.Name, metav1.GetOptions{})
 			if gerr != nil {
 				return gerr
 			}
@@ -361,7 +401,7 @@ func (c *Cluster) HandOff(ctx context.Context, f Facts, key string) (Action, err
 		return "", err
 	}
 	// Read back: what the API server holds must be what was asked.
-	got, err := c.cfg.Nodes.Nodes().Get(ctx, name, metav1.GetOptions{})
+	got, err := c.cfg.Nodes.Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return "", apiErr("read back", name, err)
 	}
@@ -403,7 +443,7 @@ func (c *Cluster) Release(ctx context.Context, node, kind, reason string) error 
 	if err != nil {
 		return &Error{Op: "release", Node: node, Kind: ErrInvalid, Err: err}
 	}
-	n, err := c.cfg.Nodes.Nodes().Get(ctx, name, metav1.GetOptions{})
+	n, err := c.cfg.Nodes.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		c.log.Info("kubernetes: node not in the cluster; nothing to cordon", "node", name)
 		return nil

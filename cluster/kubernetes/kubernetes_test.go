@@ -2,8 +2,16 @@ package kubernetes
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +55,7 @@ func TestHandOffLabelsTaintsUncordon(t *testing.T) {
 	n := joined("gpu-r12-01")
 	n.Spec.Unschedulable = true
 	cs := fake.NewClientset(n)
-	c, err := New(Config{Nodes: cs.CoreV1(), TaintGPUNodes: true, JoinWait: time.Second, Poll: 10 * time.Millisecond}, testLog(t))
+	c, err := New(Config{Nodes: cs.CoreV1().Nodes(), TaintGPUNodes: true, JoinWait: time.Second, Poll: 10 * time.Millisecond}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +135,7 @@ func TestHandOffWaitsForJoin(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	cs := fake.NewClientset()
-	c, err := New(Config{Nodes: cs.CoreV1(), JoinWait: 5 * time.Second, Poll: 10 * time.Millisecond}, testLog(t))
+	c, err := New(Config{Nodes: cs.CoreV1().Nodes(), JoinWait: 5 * time.Second, Poll: 10 * time.Millisecond}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +154,7 @@ func TestHandOffWaitsForJoin(t *testing.T) {
 
 func TestHandOffNotJoined(t *testing.T) {
 	t.Parallel()
-	c, err := New(Config{Nodes: fake.NewClientset().CoreV1(), JoinWait: 30 * time.Millisecond, Poll: 10 * time.Millisecond}, testLog(t))
+	c, err := New(Config{Nodes: fake.NewClientset().CoreV1().Nodes(), JoinWait: 30 * time.Millisecond, Poll: 10 * time.Millisecond}, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,5 +181,90 @@ func TestFacts(t *testing.T) {
 	}
 	if got := l[LabelProfile]; len(got) > 63 || got != "Site-Profile-with-spaces-and-a-very-long-name-that-goes-past-si" {
 		t.Errorf("profile label = %q", got)
+	}
+}
+
+// apiServer is a minimal Kubernetes API server for nodes over real HTTP:
+// GET and PUT /api/v1/nodes/NAME, with a 404 Status for unknown nodes and
+// a 409 for a stale resourceVersion, as the real one answers.
+func apiServer(t *testing.T, nodes map[string]*corev1.Node) string {
+	t.Helper()
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		name, ok := strings.CutPrefix(r.URL.Path, "/api/v1/nodes/")
+		w.Header().Set("Content-Type", "application/json")
+		status := func(code int, reason metav1.StatusReason) {
+			w.WriteHeader(code)
+			json.NewEncoder(w).Encode(metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: "Failure", Code: int32(code), Reason: reason,
+				Details: &metav1.StatusDetails{Name: name, Kind: "nodes"}, Message: string(reason)})
+		}
+		n := nodes[name]
+		switch {
+		case !ok:
+			status(404, metav1.StatusReasonNotFound)
+		case n == nil:
+			status(404, metav1.StatusReasonNotFound)
+		case r.Method == "GET":
+			json.NewEncoder(w).Encode(n)
+		case r.Method == "PUT":
+			var in corev1.Node
+			if err := json.NewDecoder(r.Body).Decode(&in); err != nil || r.URL.Query().Get("fieldManager") != "rackstrap" {
+				status(400, metav1.StatusReasonBadRequest)
+				return
+			}
+			if in.ResourceVersion != n.ResourceVersion {
+				status(409, metav1.StatusReasonConflict)
+				return
+			}
+			v, _ := strconv.Atoi(n.ResourceVersion)
+			in.ResourceVersion = strconv.Itoa(v + 1)
+			nodes[name] = &in
+			json.NewEncoder(w).Encode(&in)
+		default:
+			status(405, metav1.StatusReasonMethodNotAllowed)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+srv.URL+`"}}]
+users: [{name: u, user: {token: secret-token}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	return kc
+}
+
+// TestRESTNodesClient: the REST client of NewNodesClient gets and updates
+// nodes over HTTP as a kubeconfig says, and maps API errors.
+func TestRESTNodesClient(t *testing.T) {
+	t.Parallel()
+	n := joined("gpu-r12-01")
+	n.ResourceVersion = "7"
+	nodes := map[string]*corev1.Node{"gpu-r12-01": n}
+	kc := apiServer(t, nodes)
+	client, err := NewNodesClient(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Nodes: client, JoinWait: 50 * time.Millisecond, Poll: 10 * time.Millisecond}, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if act, err := c.HandOff(context.Background(), h100Facts(t), "k1"); err != nil || act != Updated {
+		t.Fatalf("HandOff over REST = %v, %v", act, err)
+	}
+	got := nodes["gpu-r12-01"]
+	if got.Labels[LabelGPUModel] != "h100" || len(got.Spec.Taints) != 0 || got.ResourceVersion != "8" {
+		t.Errorf("node after hand-off: labels %v taints %v rv %s", got.Labels, got.Spec.Taints, got.ResourceVersion)
+	}
+	if _, err := c.HandOff(context.Background(), Facts{Name: "absent"}, "k"); !errors.Is(err, ErrNotJoined) {
+		t.Errorf("HandOff of an absent node over REST = %v, want ErrNotJoined", err)
+	}
+	if _, err := NewNodesClient(filepath.Join(t.TempDir(), "none")); err == nil || !strings.Contains(err.Error(), "--kube-config") {
+		t.Errorf("NewNodesClient(missing file) = %v", err)
 	}
 }
