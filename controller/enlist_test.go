@@ -21,16 +21,16 @@ import (
 	"github.com/rackstrap/rackstrap/pxe/dhcp"
 )
 
-// startController runs a controller (simulated edge, no nodes) with the
+// enlistController runs a controller (simulated edge, no nodes) with the
 // given features until the test ends.
-func startController(t *testing.T, features ...Feature) *Controller {
+func enlistController(t *testing.T, features ...Feature) *Controller {
 	t.Helper()
 	cfg := Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", Simulate: &SimConfig{Nodes: 0}, Features: features}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *Controller, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), func(c *Controller) { ready <- c })
+		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(enlistLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), func(c *Controller) { ready <- c })
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -49,14 +49,14 @@ func startController(t *testing.T, features ...Feature) *Controller {
 	return nil
 }
 
-type tWriter struct{ t *testing.T }
+type enlistLogWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) {
+func (w enlistLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func ack(mac string, ip netip.Addr) dhcp.Event {
+func enlistAck(mac string, ip netip.Addr) dhcp.Event {
 	hw, _ := net.ParseMAC(mac)
 	return dhcp.Event{Type: "ACK", At: time.Now(), Client: dhcp.Client{MAC: hw}, IP: ip}
 }
@@ -106,14 +106,14 @@ func TestEnlistFeature(t *testing.T) {
 			{Node: model.Node{Name: "r1-n03", Identity: model.Identity{Rack: "r1", Slot: 3}, Profile: "hgx-h100-8gpu"}, BMCMAC: mac(2)},
 			{Node: model.Node{Name: "r1-n04", Identity: model.Identity{Rack: "r1", Slot: 4, Serial: "SOMEONE-ELSE"}}, BMCMAC: strings.ToUpper(mac(3))},
 		},
-		Concurrency: 2, HostTimeout: 10 * time.Second, RetryAfter: 300 * time.Millisecond,
+		Concurrency: 2, HostTimeout: 10 * time.Second, RetryAfter: 300 * time.Millisecond, ProbeDelay: time.Millisecond,
 		HTTPSPort: sims[0].Addr().Port(), HTTPPort: 1, NoIPMI: true,
 		Client: bmc.New(bmc.Config{Timeout: 5 * time.Second}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startController(t, e)
+	c := enlistController(t, e)
 	ctx := context.Background()
 	db := c.Store
 	// Slot 2 was declared (rackstrap apply) with the serial of BMC 1.
@@ -123,17 +123,17 @@ func TestEnlistFeature(t *testing.T) {
 	sims[4].SetFaults(redfishsim.Faults{Refuse: true})
 
 	// Noise first: another subnet, an OFFER, a malformed MAC.
-	e.DHCPEvent(ack(mac(0), netip.MustParseAddr("10.0.0.9")))
-	offer := ack(mac(0), sims[0].Addr().Addr())
+	e.DHCPEvent(enlistAck(mac(0), netip.MustParseAddr("10.0.0.9")))
+	offer := enlistAck(mac(0), sims[0].Addr().Addr())
 	offer.Type = "OFFER"
 	e.DHCPEvent(offer)
 	e.DHCPEvent(dhcp.Event{Type: "ACK", IP: sims[0].Addr().Addr(), Client: dhcp.Client{MAC: net.HardwareAddr{1, 2}}})
-	pxe := ack(mac(0), sims[0].Addr().Addr())
+	pxe := enlistAck(mac(0), sims[0].Addr().Addr())
 	pxe.Client.PXE, pxe.Client.HasArch = true, true // a host network-booting, not a BMC
 	e.DHCPEvent(pxe)
 	for i := range sims {
 		for range 3 { // a lease and its renewals: one probe
-			e.DHCPEvent(ack(mac(i), sims[i].Addr().Addr()))
+			e.DHCPEvent(enlistAck(mac(i), sims[i].Addr().Addr()))
 		}
 	}
 
@@ -147,7 +147,7 @@ func TestEnlistFeature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.State != model.Discovered || n.Identity.Serial != serial(0) || n.Identity.BMC != sims[0].Endpoint() || !slices.Equal(n.Identity.MACs, got.HostMACs) {
+	if n.Identity.Serial != serial(0) || n.Identity.BMC != sims[0].Endpoint() || !slices.Equal(n.Identity.MACs, got.HostMACs) {
 		t.Errorf("node of an unknown BMC = %+v", n)
 	}
 	login, err := db.BMCLogin(ctx, wantNode)
@@ -181,13 +181,13 @@ func TestEnlistFeature(t *testing.T) {
 	// The failing BMC comes up; its next lease (after RetryAfter) enrols it.
 	sims[4].SetFaults(redfishsim.Faults{})
 	time.Sleep(400 * time.Millisecond)
-	e.DHCPEvent(ack(mac(4), sims[4].Addr().Addr()))
+	e.DHCPEvent(enlistAck(mac(4), sims[4].Addr().Addr()))
 	if got := waitEnlisted(t, db, mac(4), store.EnlistEnrolled); got.Attempts != 2 {
 		t.Errorf("retried BMC = %+v, want 2 attempts", got)
 	}
 	// Renewals of enrolled BMCs probe nothing.
 	before := sims[0].Requests()
-	e.DHCPEvent(ack(mac(0), sims[0].Addr().Addr()))
+	e.DHCPEvent(enlistAck(mac(0), sims[0].Addr().Addr()))
 	time.Sleep(200 * time.Millisecond)
 	if after := sims[0].Requests(); after != before {
 		t.Errorf("a renewal of an enrolled BMC sent %d requests", after-before)
@@ -217,6 +217,11 @@ func TestEnlistFeature(t *testing.T) {
 	var actions []string
 	for _, a := range entries {
 		actions = append(actions, a.Action)
+	}
+	for _, a := range entries {
+		if a.Action == "node.create" && !strings.Contains(string(a.Detail), `"state":"Discovered"`) {
+			t.Errorf("node created as %s, want Discovered", a.Detail)
+		}
 	}
 	for _, want := range []string{"node.create", "bmc.enlist", "bmc.cert.pin", "bmc.credentials.set"} {
 		if !slices.Contains(actions, want) {

@@ -44,6 +44,9 @@ type EnlistConfig struct {
 	// RetryAfter is how long a BMC whose probe failed is left alone; the
 	// first lease event after it probes it again (default 30s).
 	RetryAfter time.Duration
+	// ProbeDelay is how long after its lease a BMC is first probed: it
+	// needs a moment to put the address on its interface (default 2s).
+	ProbeDelay time.Duration
 	// QueueSize bounds the lease events waiting (default 1024); beyond it
 	// events are dropped and counted (a later lease brings the BMC back).
 	QueueSize int
@@ -53,6 +56,10 @@ type EnlistConfig struct {
 	// 443, 80, 623); NoIPMI leaves IPMI out.
 	HTTPSPort, HTTPPort, IPMIPort uint16
 	NoIPMI                        bool
+	// Desired is what the nodes enlistment creates itself are left asking
+	// for (default model.WantEnrolled: enrolled and parked until an operator
+	// provisions them); a manifest slot's node keeps the manifest's.
+	Desired model.Desired
 	// Client drives the BMCs (default: the controller's, Runtime.BMC, or
 	// a new one).
 	Client *bmc.Client
@@ -74,6 +81,12 @@ func (c EnlistConfig) withDefaults() EnlistConfig {
 	}
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 30 * time.Second
+	}
+	if c.Desired == "" {
+		c.Desired = model.WantEnrolled
+	}
+	if c.ProbeDelay <= 0 {
+		c.ProbeDelay = 2 * time.Second
 	}
 	if c.QueueSize <= 0 {
 		c.QueueSize = 1024
@@ -127,6 +140,9 @@ func NewEnlister(cfg EnlistConfig) (*Enlister, error) {
 			return nil, fmt.Errorf("bmc enlistment: BMC subnet %q: want an IPv4 prefix such as 10.0.12.0/24 (DHCP is IPv4)", p)
 		}
 		cfg.Subnets[i] = p.Masked()
+	}
+	if _, err := model.ParseDesired(string(cfg.Desired)); err != nil {
+		return nil, fmt.Errorf("bmc enlistment: %w", err)
 	}
 	for _, e := range cfg.Expected {
 		if e.BMCMAC == "" {
@@ -244,16 +260,27 @@ func (e *Enlister) serve(ctx context.Context) error {
 		if !e.claim(mac, ip) {
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			e.release(mac, false)
-			return nil
-		}
+		// One goroutine per BMC claimed (claim dedupes, MaxBMCs bounds
+		// them); Concurrency of them probe at once.
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			e.release(mac, e.enlist(ctx, mac, ip))
+			defer wg.Done()
+			enrolled := false
+			defer func() { e.release(mac, enrolled) }()
+			t := time.NewTimer(e.cfg.ProbeDelay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			enrolled = e.enlist(ctx, mac, ip)
 		}()
 	}
 }
@@ -429,7 +456,7 @@ func (e *Enlister) nodeFor(ctx context.Context, rec *store.BMCEnlistment) (node,
 	}
 	for _, x := range e.cfg.Expected {
 		if rec.Serial != "" && strings.EqualFold(x.Node.Identity.Serial, rec.Serial) {
-			return e.create(ctx, x.Node)
+			return e.create(ctx, x.Node, rec)
 		}
 	}
 	for _, x := range e.cfg.Expected {
@@ -439,17 +466,24 @@ func (e *Enlister) nodeFor(ctx context.Context, rec *store.BMCEnlistment) (node,
 		if s := x.Node.Identity.Serial; s != "" && rec.Serial != "" && !strings.EqualFold(s, rec.Serial) {
 			return "", fmt.Sprintf("manifest slot %s expects BMC %s with serial %s; the BMC reports serial %s: check the cabling or the manifest", x.Node.Name, rec.MAC, s, rec.Serial), nil
 		}
-		return e.create(ctx, x.Node)
+		return e.create(ctx, x.Node, rec)
 	}
 	for _, m := range rec.HostMACs {
 		if n, err := e.db.NodeByMAC(ctx, m); err == nil {
 			return n, "", nil
 		}
 	}
-	return e.create(ctx, model.Node{Name: "bmc-" + strings.ReplaceAll(rec.MAC, ":", "")})
+	return e.create(ctx, model.Node{Name: "bmc-" + strings.ReplaceAll(rec.MAC, ":", ""), Desired: e.cfg.Desired}, rec)
 }
 
-func (e *Enlister) create(ctx context.Context, n model.Node) (string, string, error) {
+// create makes node n (a manifest's, or a new one) with what the survey
+// found filled in at once, so that nothing reads it half-known.
+func (e *Enlister) create(ctx context.Context, n model.Node, rec *store.BMCEnlistment) (string, string, error) {
+	id := &n.Identity
+	id.Serial, id.UUID, id.BMC = enlistFirst(id.Serial, rec.Serial), enlistFirst(id.UUID, rec.UUID), enlistFirst(id.BMC, rec.Endpoint)
+	if len(id.MACs) == 0 {
+		id.MACs = rec.HostMACs
+	}
 	got, _, err := e.db.CreateNode(ctx, n, enlistActor)
 	if err != nil {
 		return "", "", err
