@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rackstrap/rackstrap/controller/bundle"
 )
 
 const (
@@ -209,11 +211,18 @@ func TestZeroEgress(t *testing.T) {
 
 	// 2. serve, with simulated machines provisioned to Ready, asked through
 	// the CLI over the API.
+	// It runs with a local policy and takes a signed bundle through its API.
+	bundleFile, keysDir := signedBundle(t, dir)
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte("api_version: rackstrap.io/policy/v1\npower:\n  timezone: UTC\n  no_power_windows: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	api := "http://127.0.0.1:18080"
 	serve := exec.CommandContext(ctx, "ip", "netns", "exec", ns, bin, "serve", "--data-dir", filepath.Join(dir, "serve"),
-		"--api-listen", "127.0.0.1:18080", "--simulate", "3", "--simulate-boot-time", "100ms", "--simulate-image-time", "100ms", "--log-format", "json")
+		"--api-listen", "127.0.0.1:18080", "--simulate", "3", "--simulate-boot-time", "100ms", "--simulate-image-time", "100ms", "--log-format", "json",
+		"--policy", policyFile, "--bundle-store", filepath.Join(dir, "artifacts"), "--keys-dir", keysDir)
 	var logs bytes.Buffer
 	serve.Stdout, serve.Stderr = &logs, &logs
 	serve.WaitDelay = 5 * time.Second
@@ -235,6 +244,12 @@ func TestZeroEgress(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+	curl := need(t, "curl", "curl")
+	out, err = run(t, 30*time.Second, "ip", "netns", "exec", ns, curl, "-sS", "--fail-with-body", "-H", "Content-Type: application/octet-stream",
+		"--data-binary", "@"+bundleFile, api+"/api/v1/bundles")
+	if err != nil || !strings.Contains(out, `"added": 1`) {
+		t.Fatalf("POST /api/v1/bundles in the namespace: %v\n%s", err, out)
+	}
 	serve.Process.Signal(unix.SIGTERM)
 	if err := serve.Wait(); err != nil {
 		t.Errorf("rackstrap serve did not stop cleanly: %v\n%s", err, logs.String())
@@ -242,4 +257,32 @@ func TestZeroEgress(t *testing.T) {
 	if got := egress(t, ns); got != 0 {
 		t.Fatalf("rackstrap serve sent %d packets to addresses outside loopback and %s:\n%s", got, subnet, logs.String())
 	}
+}
+
+// signedBundle makes a keyring that signs and trusts itself and a bundle
+// of one file signed with it.
+func signedBundle(t *testing.T, dir string) (file, keysDir string) {
+	t.Helper()
+	keysDir = filepath.Join(dir, "keys")
+	k, err := bundle.OpenKeyring(keysDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Init(""); err != nil {
+		t.Fatal(err)
+	}
+	priv, rots, err := k.Signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(kernel, []byte("a stand-in kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file = filepath.Join(dir, "site.bundle")
+	if _, err := bundle.ExportFile(context.Background(), file, bundle.ExportOptions{Name: "egress", Files: []bundle.Source{{Kind: bundle.KindKernel, File: kernel}},
+		Signer: priv, Rotations: rots, Compress: true}); err != nil {
+		t.Fatal(err)
+	}
+	return file, keysDir
 }
