@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -59,31 +60,9 @@ func TestNoPublicNamesInCode(t *testing.T) {
 		}
 		files++
 		rel, _ := filepath.Rel(root, p)
-		ast.Inspect(f, func(n ast.Node) bool {
-			switch x := n.(type) {
-			case *ast.SelectorExpr:
-				if id, ok := x.X.(*ast.Ident); ok && id.Name == "net" &&
-					(strings.HasPrefix(x.Sel.Name, "Lookup") || x.Sel.Name == "DefaultResolver" || x.Sel.Name == "Resolver") {
-					t.Errorf("%s:%d: net.%s resolves names; a disconnected site has no DNS: take addresses from configuration", rel, fset.Position(x.Pos()).Line, x.Sel.Name)
-				}
-			case *ast.BasicLit:
-				if x.Kind != token.STRING {
-					return true
-				}
-				s, err := strconv.Unquote(x.Value)
-				if err != nil || !(strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")) {
-					return true
-				}
-				u, err := url.Parse(strings.Fields(s)[0])
-				if err != nil {
-					return true
-				}
-				if h := u.Hostname(); !placeholderHost(h) && !strings.ContainsAny(h, "{%") {
-					t.Errorf("%s:%d: URL %q names the public host %s; every byte must come from the local artifact store", rel, fset.Position(x.Pos()).Line, s, h)
-				}
-			}
-			return true
-		})
+		for _, problem := range scan(fset, f, rel) {
+			t.Error(problem)
+		}
 		return nil
 	})
 	if err != nil {
@@ -91,5 +70,67 @@ func TestNoPublicNamesInCode(t *testing.T) {
 	}
 	if files < 50 {
 		t.Fatalf("checked only %d Go files under %s; the walk is broken", files, root)
+	}
+}
+
+// scan lists the name lookups and public URL literals in one file.
+func scan(fset *token.FileSet, f *ast.File, rel string) []string {
+	var out []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.SelectorExpr:
+			if id, ok := x.X.(*ast.Ident); ok && id.Name == "net" &&
+				(strings.HasPrefix(x.Sel.Name, "Lookup") || x.Sel.Name == "DefaultResolver" || x.Sel.Name == "Resolver") {
+				out = append(out, fmt.Sprintf("%s:%d: net.%s resolves names; a disconnected site has no DNS: take addresses from configuration", rel, fset.Position(x.Pos()).Line, x.Sel.Name))
+			}
+		case *ast.BasicLit:
+			if x.Kind != token.STRING {
+				return true
+			}
+			s, err := strconv.Unquote(x.Value)
+			if err != nil || !(strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")) {
+				return true
+			}
+			u, err := url.Parse(strings.Fields(s)[0])
+			if err != nil {
+				return true
+			}
+			if h := u.Hostname(); !placeholderHost(h) && !strings.ContainsAny(h, "{%") {
+				out = append(out, fmt.Sprintf("%s:%d: URL %q names the public host %s; every byte must come from the local artifact store", rel, fset.Position(x.Pos()).Line, s, h))
+			}
+		}
+		return true
+	})
+	return out
+}
+
+// TestScanFindsLookupsAndPublicURLs: the static check can fail.
+func TestScanFindsLookupsAndPublicURLs(t *testing.T) {
+	t.Parallel()
+	src := `package x
+import ("net"; "net/http")
+func f() {
+	net.LookupHost("ntp.vendor.com")
+	var r net.Resolver
+	_ = r
+	http.Get("https://updates.vendor.com/fw.bin")
+	http.Get("http://127.0.0.1:8080/ok")
+	http.Get("http://bmc.example/redfish")
+	_ = "http://{host}/x"
+}
+`
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "x.go", src, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(scan(fset, f, "x.go"), "\n")
+	for _, want := range []string{"x.go:4: net.LookupHost", "x.go:5: net.Resolver", `x.go:7: URL "https://updates.vendor.com/fw.bin"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("scan() = %s\nwant it to report %s", got, want)
+		}
+	}
+	if n := strings.Count(got, "\n") + 1; n != 3 {
+		t.Errorf("scan() reported %d problems, want 3:\n%s", n, got)
 	}
 }
