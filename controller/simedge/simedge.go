@@ -11,12 +11,14 @@ package simedge
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -96,6 +98,10 @@ type Edge struct {
 	written uint64 // lines appended to pending, ever (under mu)
 	synced  uint64 // lines on disk (under syncMu)
 	syncErr error  // the first journal failure; later effects fail too
+	// readOff is how far catchUp has read; seenSize the journal's size when
+	// this process last knew all of it (both under readMu).
+	readMu            sync.Mutex
+	readOff, seenSize int64
 }
 
 var _ lifecycle.Edge = (*Edge)(nil)
@@ -116,19 +122,60 @@ func Open(cfg Config) (*Edge, error) {
 		cfg.BurnInTime = 100 * time.Millisecond
 	}
 	e := &Edge{cfg: cfg, applied: map[string]Effect{}, machines: map[string]*machine{}}
-	effects, err := ReadJournal(cfg.Journal)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	for _, ef := range effects {
-		e.applied[ef.Key] = ef
-		e.apply(ef)
-	}
-	e.journal, err = os.OpenFile(cfg.Journal, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	var err error
+	e.journal, err = os.OpenFile(cfg.Journal, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("simedge: open journal: %w", err)
 	}
+	if err := e.catchUp(); err != nil {
+		e.journal.Close()
+		return nil, err
+	}
 	return e, nil
+}
+
+// catchUp applies the journal lines written since it last looked, by this
+// process or by another controller sharing the journal (the multi-
+// controller tests run one simulated fleet under several controllers, as
+// real machines outlive the controller that last drove them). One fstat
+// when nothing is new.
+func (e *Edge) catchUp() error {
+	e.readMu.Lock()
+	defer e.readMu.Unlock()
+	fi, err := e.journal.Stat()
+	if err != nil {
+		return fmt.Errorf("simedge: journal: %w", err)
+	}
+	if fi.Size() == e.seenSize {
+		return nil
+	}
+	buf := make([]byte, fi.Size()-e.readOff)
+	n, err := e.journal.ReadAt(buf, e.readOff)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("simedge: journal: %w", err)
+	}
+	buf = buf[:n]
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break // a torn or still-being-written last line: read it next time
+		}
+		line := buf[:i]
+		buf = buf[i+1:]
+		e.readOff += int64(i + 1)
+		var ef Effect
+		if json.Unmarshal(line, &ef) != nil {
+			continue
+		}
+		if _, known := e.applied[ef.Key]; !known {
+			e.applied[ef.Key] = ef
+			e.apply(ef)
+		}
+	}
+	e.seenSize = fi.Size()
+	return nil
 }
 
 // Close closes the journal.
@@ -201,6 +248,9 @@ func (e *Edge) effect(n model.Node, key, action, arg string) error {
 }
 
 func (e *Edge) record(n model.Node, key, action, arg string) error {
+	if err := e.refresh(); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	if _, done := e.applied[key]; done {
 		e.replays++
@@ -243,8 +293,18 @@ func (e *Edge) sync(upto uint64) error {
 		return e.syncErr
 	}
 	e.synced = last
+	// Our own lines need no reading back, unless another writer's lines
+	// came in between (then catchUp reads both, skipping ours).
+	e.readMu.Lock()
+	if fi, err := e.journal.Stat(); err == nil && e.readOff == e.seenSize && fi.Size() == e.seenSize+int64(len(buf)) {
+		e.seenSize, e.readOff = fi.Size(), fi.Size()
+	}
+	e.readMu.Unlock()
 	return nil
 }
+
+// refresh picks up side effects other controllers journalled.
+func (e *Edge) refresh() error { return e.catchUp() }
 
 // classError is an error with a lifecycle failure class.
 type classError struct {
@@ -334,6 +394,9 @@ func (e *Edge) WaitCheckIn(ctx context.Context, n model.Node, phase lifecycle.Ph
 	want := lifecycle.BootNetwork
 	if phase == lifecycle.PhaseFirstBoot {
 		want = lifecycle.BootDisk
+	}
+	if err := e.refresh(); err != nil {
+		return err
 	}
 	e.mu.Lock()
 	m := e.machine(n.Name)
