@@ -55,7 +55,7 @@ func need(t *testing.T, tools map[string]string) {
 // agent runs as PID 1 of a VM; the controller as a separate process).
 func goBuild(t *testing.T, pkg, out string) {
 	t.Helper()
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-ldflags", "-s -w -X main.version=e2e", "-o", out, pkg) // no -trimpath: share the build cache with `go test`
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
@@ -157,7 +157,7 @@ kernel:
 agent: %s
 first_boot:
   - name: 50-rackstrap-agent
-    run: exec /usr/bin/rackstrap-agent firstboot --state /dev/vda --idle-exit 2m
+    run: exec /usr/bin/rackstrap-agent firstboot --state auto --idle-exit 2m
 outputs:
   disk: {size: 96MiB, esp_size: 40MiB}
 `, imgName, rel, agent), 0o644)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -323,5 +324,43 @@ func TestLoopDevice(t *testing.T) {
 	defer held.Close()
 	if _, err := Write(context.Background(), payload(s.URL, img), Options{Target: dev}); err == nil || !strings.Contains(err.Error(), "is in use") {
 		t.Errorf("Write to a device in use = %v", err)
+	}
+}
+
+// TestSparseOnlyWhereSafe: zero chunks are not written into a new file (it
+// stays sparse and still reads back as the image), but are written over a
+// disk file that had a size (it may hold an older OS).
+func TestSparseOnlyWhereSafe(t *testing.T) {
+	t.Parallel()
+	img := image(40 << 20)
+	clear(img[4<<20 : 36<<20]) // 32 MiB of zeros: two whole 16 MiB writes
+	s := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "os.img", time.Time{}, bytes.NewReader(img))
+	})
+	dir := t.TempDir()
+	for name, old := range map[string][]byte{"new file": nil, "old disk": bytes.Repeat([]byte{0xEB}, 48<<20)} {
+		target := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		if old != nil {
+			os.WriteFile(target, old, 0o644)
+		}
+		o := fast()
+		o.Target = target
+		rep, err := Write(context.Background(), payload(s.URL+"/os.img", img), o)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, _ := os.ReadFile(target)
+		if rep.SHA256 != digest(img) || !bytes.Equal(got[:len(img)], img) {
+			t.Errorf("%s: the target does not read back as the image (report %+v)", name, rep)
+		}
+		var st syscall.Stat_t
+		syscall.Stat(target, &st)
+		allocated := st.Blocks * 512
+		if old == nil && allocated > 12<<20 {
+			t.Errorf("new file: %d bytes allocated for an image with 8 MiB of data: zeros were written", allocated)
+		}
+		if old != nil && allocated < 40<<20 {
+			t.Errorf("old disk: only %d bytes allocated", allocated)
+		}
 	}
 }

@@ -70,10 +70,24 @@ func (t *target) ReadAt(p []byte, off int64) (int, error) { return t.f.ReadAt(p,
 // stays sparse (finish sets its length). A device or a file that already
 // had a size (a VM's raw disk, which may hold an older OS) gets every byte.
 func (t *target) WriteAt(p []byte, off int64) (int, error) {
-	if t.capacity < 0 && !t.device && allZero(p) {
-		return len(p), nil
+	if t.capacity >= 0 || t.device {
+		return t.f.WriteAt(p, off)
 	}
-	return t.f.WriteAt(p, off)
+	// runs of non-zero MiBs are written, zero MiBs skipped
+	const piece = 1 << 20
+	for i := 0; i < len(p); {
+		j := i
+		for j < len(p) && !allZero(p[j:min(j+piece, len(p))]) {
+			j = min(j+piece, len(p))
+		}
+		if j > i {
+			if n, err := t.f.WriteAt(p[i:j], off+int64(i)); err != nil {
+				return i + n, err
+			}
+		}
+		i = min(j+piece, len(p)) // p[j:j+piece] is zero (or j is the end)
+	}
+	return len(p), nil
 }
 
 // finish gives a growing file the image's length (its tail may be a hole).
