@@ -23,15 +23,31 @@ import (
 
 const nodes = 50
 
-func buildRackstrap(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rackstrap")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/rackstrap/rackstrap/cmd/rackstrap")
+// builtBin is the rackstrap binary TestMain builds once for every test.
+var builtBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rackstrap-crash-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	builtBin = filepath.Join(dir, "rackstrap")
+	cmd := exec.Command("go", "build", "-o", builtBin, "github.com/rackstrap/rackstrap/cmd/rackstrap")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build rackstrap: %v\n%s", err, out)
+		fmt.Fprintf(os.Stderr, "build rackstrap: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
-	return bin
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func buildRackstrap(t *testing.T) string {
+	t.Helper()
+	return builtBin
 }
 
 func freeAddr(t *testing.T) string {
