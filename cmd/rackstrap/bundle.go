@@ -36,7 +36,7 @@ resumes. The artifact store then holds
   firmware/, profiles/, baselines/
   bundles/    one record per imported bundle`,
 	}
-	c.AddCommand(newBundleExportCmd(g), newBundleImportCmd(g), newBundleListCmd(g))
+	c.AddCommand(newBundleExportCmd(g), newBundleImportCmd(g), newBundleVerifyCmd(g), newBundleListCmd(g))
 	return c
 }
 
@@ -138,6 +138,30 @@ func newBundleImportCmd(g *globals) *cobra.Command {
 	}
 	keysDirFlag(c, &keysDir)
 	c.Flags().StringVar(&dir, "artifacts", envOr("RACKSTRAP_ARTIFACTS", defaultArtifactsDir), "artifact store `DIR` to import into (env RACKSTRAP_ARTIFACTS)")
+	return c
+}
+
+func newBundleVerifyCmd(g *globals) *cobra.Command {
+	var keysDir string
+	c := &cobra.Command{
+		Use:   "verify FILE",
+		Short: "Check a bundle against the trust store and every file's sha256, writing nothing",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			k, err := bundle.OpenKeyring(keysDir)
+			if err != nil {
+				return err
+			}
+			res, err := bundle.ImportFile(contextOrBackground(c), args[0], bundle.ImportOptions{Keys: k, VerifyOnly: true})
+			if err != nil {
+				return err
+			}
+			return render(c.OutOrStdout(), g.output, res, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "bundle %s (%s) signed by %s: %d files verified\n", res.Name, res.Digest[:19], res.Signer[:19], res.Entries)
+			})
+		},
+	}
+	keysDirFlag(c, &keysDir)
 	return c
 }
 

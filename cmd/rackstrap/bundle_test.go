@@ -52,6 +52,10 @@ func TestKeysAndBundleCLI(t *testing.T) {
 	if got, err := runKeysBundleCmd(t, newKeysCmd(g), "trust", "--keys-dir", site, pubs[0]); err != nil || !strings.Contains(got, "trusted sha256:") {
 		t.Fatalf("keys trust = %q, %v", got, err)
 	}
+	got, err = runKeysBundleCmd(t, newBundleCmd(g), "verify", b, "--keys-dir", site)
+	if err != nil || !strings.Contains(got, "4 files verified") {
+		t.Fatalf("bundle verify = %q, %v", got, err)
+	}
 	got, err = runKeysBundleCmd(t, newBundleCmd(g), "import", b, "--keys-dir", site, "--artifacts", art)
 	if err != nil || !strings.Contains(got, "4 files, 4 added") {
 		t.Fatalf("bundle import = %q, %v", got, err)

@@ -157,6 +157,10 @@ func TestExportImportRoundTrip(t *testing.T) {
 				t.Fatalf("zstd magic = %v, want %v", got, compress)
 			}
 			k, dir := trustingSite(t, s.keys)
+			if _, err := Import(context.Background(), bytes.NewReader(b), ImportOptions{Dir: dir, Keys: k, VerifyOnly: true}); err != nil {
+				t.Fatalf("verify-only: %v", err)
+			}
+			assertNothingImported(t, dir)
 			res, err := importBytes(k, dir, b)
 			if err != nil {
 				t.Fatal(err)
@@ -353,6 +357,9 @@ func TestImportRefuses(t *testing.T) {
 				trust = s.keys
 			}
 			k, dir := trustingSite(t, trust)
+			if _, err := Import(context.Background(), bytes.NewReader(tc.bundle), ImportOptions{Keys: k, VerifyOnly: true}); err == nil {
+				t.Errorf("verify-only import of %s = nil error", name)
+			}
 			_, err := importBytes(k, dir, tc.bundle)
 			if err == nil {
 				t.Fatalf("Import(%s) = nil error, want one", name)
@@ -610,4 +617,29 @@ func TestRoundTripForTheDemo(t *testing.T) {
 	if _, err := st.VerifyImage("gpu-node", "1.0.0", out.Trusted...); err != nil {
 		t.Errorf("imported image: %v", err)
 	}
+}
+
+// TestImageSignedByUntrustedKeyIsRefused: a trusted bundle cannot smuggle
+// in an image signed by a key the site does not trust.
+func TestImageSignedByUntrustedKeyIsRefused(t *testing.T) {
+	t.Parallel()
+	s := newSite(t, 4<<10)
+	dir := t.TempDir()
+	if _, err := imgstore.GenerateKey(filepath.Join(dir, "o.key"), filepath.Join(dir, "o.pub")); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := imgstore.LoadPrivateKey(filepath.Join(dir, "o.key"))
+	st, _ := imgstore.Open(s.store)
+	if err := st.Sign("gpu-node", "1.0.0", other); err != nil {
+		t.Fatal(err)
+	}
+	b := s.export(t, false)
+	k, art := trustingSite(t, s.keys)
+	for _, verifyOnly := range []bool{true, false} {
+		_, err := Import(context.Background(), bytes.NewReader(b), ImportOptions{Dir: art, Keys: k, VerifyOnly: verifyOnly})
+		if !errors.Is(err, imgstore.ErrUntrustedKey) || !strings.Contains(err.Error(), "image gpu-node:1.0.0") {
+			t.Errorf("import (verify only %v) = %v, want the image refused as untrusted", verifyOnly, err)
+		}
+	}
+	assertNothingImported(t, art)
 }

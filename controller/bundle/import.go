@@ -65,6 +65,9 @@ type ImportOptions struct {
 	Keys *Keyring // the trust store
 	Log  *slog.Logger
 	Now  func() time.Time
+	// VerifyOnly checks the bundle (signature, every entry, image
+	// signatures) and writes nothing; Dir is not used.
+	VerifyOnly bool
 }
 
 // Result says what an import did.
@@ -116,16 +119,18 @@ func Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Result, erro
 		opts.Now = time.Now
 	}
 	lay := Layout{opts.Dir}
-	for _, d := range []string{lay.RecordsDir(), filepath.Join(lay.Dir, ".staging")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("bundle import: %w", err)
+	if !opts.VerifyOnly {
+		for _, d := range []string{lay.RecordsDir(), filepath.Join(lay.Dir, ".staging")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return nil, fmt.Errorf("bundle import: %w", err)
+			}
 		}
+		unlock, err := lockDir(lay.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
-	unlock, err := lockDir(lay.Dir)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 
 	br := bufio.NewReaderSize(r, 1<<16)
 	var src io.Reader = br
@@ -202,16 +207,19 @@ func Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Result, erro
 	digest := fmt.Sprintf("%x", sha256.Sum256(mb))
 	res := &Result{Name: m.Name, Digest: "sha256:" + digest, Signer: imgstore.KeyID(signer), Entries: len(m.Entries)}
 	recordPath := filepath.Join(lay.RecordsDir(), digest+".json")
-	if _, err := os.Stat(recordPath); err == nil && allPresent(lay, m) {
+	if _, err := os.Stat(recordPath); err == nil && !opts.VerifyOnly && allPresent(lay, m) {
 		res.AlreadyImported, res.Present = true, len(m.Entries)
 		return res, nil
 	}
 
 	stage := lay.stagingDir(digest)
-	if err := os.MkdirAll(stage, 0o755); err != nil {
-		return nil, fmt.Errorf("bundle import: %w", err)
+	if !opts.VerifyOnly {
+		if err := os.MkdirAll(stage, 0o755); err != nil {
+			return nil, fmt.Errorf("bundle import: %w", err)
+		}
 	}
 	staged := map[string]bool{}
+	kept := map[string][]byte{} // image manifests and signatures, in VerifyOnly mode
 	for i, e := range m.Entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -233,6 +241,15 @@ func Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Result, erro
 		dst := filepath.Join(lay.Dir, filepath.FromSlash(e.Path))
 		st := filepath.Join(stage, filepath.FromSlash(e.Path))
 		switch {
+		case opts.VerifyOnly:
+			var buf bytes.Buffer
+			var w io.Writer = io.Discard
+			if e.Kind == KindImage && strings.HasPrefix(path.Base(e.Path), "manifest.json") && e.Size <= MaxManifestSize {
+				w = &buf
+			}
+			if err = rd.verify(e, w); err == nil && w == &buf {
+				kept[e.Path] = buf.Bytes()
+			}
 		case sameFile(dst, e):
 			res.Present++
 			err = rd.verify(e, io.Discard)
@@ -269,6 +286,9 @@ func Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Result, erro
 			continue
 		}
 		get := func(p string) ([]byte, error) {
+			if opts.VerifyOnly {
+				return kept[p], nil
+			}
 			if staged[p] {
 				return os.ReadFile(filepath.Join(stage, filepath.FromSlash(p)))
 			}
@@ -280,8 +300,11 @@ func Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Result, erro
 		}
 		isig, _ := get(e.Path + ".sig")
 		if _, err := imgstore.Verify(imb, isig, trusted...); err != nil {
-			return nil, fmt.Errorf("bundle import: image %s: %w; the image must be signed by a key this site trusts", path.Dir(strings.TrimPrefix(e.Path, "images/images/")), err)
+			return nil, fmt.Errorf("bundle import: image %s: %w; the image must be signed by a key this site trusts", strings.Replace(path.Dir(strings.TrimPrefix(e.Path, "images/images/")), "/", ":", 1), err)
 		}
+	}
+	if opts.VerifyOnly {
+		return res, nil
 	}
 	// Every entry checked: move the staged ones into place (same
 	// filesystem, so each rename is atomic), then learn endorsed keys,
