@@ -75,6 +75,24 @@ func newBundleExportCmd(g *globals) *cobra.Command {
 			if len(images) > 0 && imageStore == "" {
 				return errors.New("bundle export: --image needs --image-store DIR")
 			}
+			if imageStore != "" && len(images) == 0 {
+				// The whole store: every signed image.
+				st, err := imgstore.Open(imageStore)
+				if err != nil {
+					return err
+				}
+				refs, err := st.List()
+				if err != nil {
+					return err
+				}
+				for _, r := range refs {
+					if r.Signed {
+						images = append(images, r.String())
+					} else {
+						fmt.Fprintf(c.ErrOrStderr(), "skipping %s: not signed ('rackstrap image sign')\n", r)
+					}
+				}
+			}
 			if name == "" {
 				name = "bundle-" + time.Now().UTC().Format("20060102T150405Z")
 			}
@@ -97,7 +115,7 @@ func newBundleExportCmd(g *globals) *cobra.Command {
 	fl.StringVar(&name, "name", "", "bundle `NAME` (default: bundle-<UTC time>)")
 	fl.BoolVar(&compress, "zstd", false, "compress the bundle with zstd")
 	fl.StringVar(&imageStore, "image-store", "", "image store `DIR` the --image references are read from")
-	fl.StringSliceVar(&images, "image", nil, "signed image `NAME:VERSION` to pack (repeatable)")
+	fl.StringSliceVar(&images, "image", nil, "signed image `NAME:VERSION` to pack (repeatable; default with --image-store: every signed image)")
 	fl.StringSliceVar(&ipxe, "ipxe", nil, "iPXE binary `FILE` (repeatable)")
 	fl.StringSliceVar(&kernels, "kernel", nil, "netboot kernel `FILE` (repeatable)")
 	fl.StringSliceVar(&initrds, "initrd", nil, "netboot initramfs `FILE` (repeatable)")

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	imgstore "github.com/rackstrap/rackstrap/images/store"
 )
 
 func runKeysBundleCmd(t *testing.T, c *cobra.Command, args ...string) (string, error) {
@@ -93,5 +95,52 @@ func TestKeysAndBundleCLI(t *testing.T) {
 	}
 	if _, err := runKeysBundleCmd(t, newBundleCmd(g), "import", b, "--keys-dir", site, "--artifacts", filepath.Join(dir, "fresh")); err == nil {
 		t.Fatalf("import of a bundle signed by a revoked key succeeded")
+	}
+}
+
+// TestBundleExportWholeImageStore: --image-store without --image packs
+// every signed image and skips unsigned ones.
+func TestBundleExportWholeImageStore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	g := &globals{output: "table"}
+	keys := filepath.Join(dir, "keys")
+	if _, err := runKeysBundleCmd(t, newKeysCmd(g), "init", "--keys-dir", keys); err != nil {
+		t.Fatal(err)
+	}
+	st, err := imgstore.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := imgstore.LoadPrivateKey(filepath.Join(keys, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(dir, "os.raw")
+	os.WriteFile(raw, []byte("image"), 0o644)
+	for _, v := range []string{"1", "2"} {
+		m := &imgstore.Manifest{SchemaVersion: imgstore.ManifestVersion, Name: "gpu-node", Version: v, SpecDigest: "sha256:" + strings.Repeat("0", 64),
+			BuildTime: "2026-11-24T00:00:00Z", Builder: "t", Artifacts: []imgstore.Artifact{{Name: "os.raw", Format: "raw", Size: 5,
+				Digest: "sha256:6105d6cc76af400325e94d588ce511be5bfdbb73b437dc51eca43917d7a43e3d"}}}
+		signer := priv
+		if v == "2" {
+			signer = nil // unsigned
+		}
+		if _, err := st.Import(m, map[string]string{"os.raw": raw}, signer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := filepath.Join(dir, "b.tar")
+	if _, err := runKeysBundleCmd(t, newBundleCmd(g), "export", "--keys-dir", keys, "--out", b, "--image-store", st.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	art := filepath.Join(dir, "art")
+	if _, err := runKeysBundleCmd(t, newBundleCmd(g), "import", b, "--keys-dir", keys, "--artifacts", art); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := imgstore.Open(filepath.Join(art, "images"))
+	refs, _ := got.List()
+	if len(refs) != 1 || refs[0].String() != "gpu-node:1" || !refs[0].Signed {
+		t.Errorf("imported images = %v, want only the signed gpu-node:1", refs)
 	}
 }
