@@ -394,7 +394,13 @@ func (c *Client) InsertMedia(ctx context.Context, ep Endpoint, image, key string
 			return res, nil
 		}
 		if t := vm.Actions.Insert.Target; cn.q != nil && cn.q.has(QuirkMediaUnderSystem) && t != "" {
-			// bmclib would walk the managers first: act on the slot found.
+			// bmclib would walk the managers first: act on the slot found,
+			// ejecting another image first as bmclib does.
+			if e := vm.Actions.Eject.Target; vm.Inserted && e != "" {
+				if err := cn.rf.post(ctx, e, struct{}{}); err != nil {
+					return res, fmt.Errorf("eject %s before inserting %s: %w", vm.Image, image, err)
+				}
+			}
 			if err := cn.rf.post(ctx, t, map[string]any{"Image": image, "Inserted": true, "WriteProtected": true}); err != nil {
 				return res, fmt.Errorf("insert %s: %w", image, err)
 			}

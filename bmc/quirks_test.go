@@ -148,6 +148,11 @@ func TestQuirkMediaUnderSystem(t *testing.T) {
 		if m := sim.Media()[0]; !m.Inserted || m.Image != iso {
 			t.Errorf("simulator CD = %+v", m)
 		}
+		// Another image replaces the one inserted (ejected first).
+		const other = "http://10.0.0.1/other.iso"
+		if res, err := c.InsertMedia(ctx, ep, other, ""); err != nil || !res.Changed || sim.Media()[0].Image != other {
+			t.Fatalf("InsertMedia over an inserted image = %+v, %v (simulator %+v)", res, err, sim.Media()[0])
+		}
 		if res, err := c.EjectMedia(ctx, ep, ""); err != nil || !res.Changed {
 			t.Fatalf("EjectMedia = %+v, %v", res, err)
 		}

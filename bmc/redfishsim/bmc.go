@@ -178,6 +178,7 @@ type BMC struct {
 	reqLog   []string // the last requests, "METHOD path status"
 	onPower  []func(PowerEvent)
 	onBoot   []func(BootEvent)
+	mock     *mockState // serving a DMTF mockup (NewFromMockup); nil: the built-in tree
 }
 
 type session struct {

@@ -37,6 +37,9 @@ type Config struct {
 	Wildcard bool
 	// Options apply to every BMC.
 	Options Options
+	// Mockup, when set, is the tree every BMC serves (NewFromMockup),
+	// overlaid with its node's serial, UUID and MACs.
+	Mockup *Mockup
 }
 
 func (c Config) withDefaults() Config {
@@ -116,7 +119,13 @@ func StartSample(cfg Config, n int) (*Fleet, error) {
 func (f *Fleet) Add(node Node) (*BMC, error) {
 	f.addMu.Lock()
 	defer f.addMu.Unlock()
-	b, err := New(node, f.cfg.Options)
+	var b *BMC
+	var err error
+	if f.cfg.Mockup != nil {
+		b, err = NewFromMockup(f.cfg.Mockup, node, f.cfg.Options)
+	} else {
+		b, err = New(node, f.cfg.Options)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -249,6 +249,9 @@ func (b *BMC) route(r *http.Request, body []byte, ev *events) reply {
 	case "/redfish":
 		return ok(obj{"v1": root + "/"})
 	case root:
+		if b.mock != nil {
+			return b.mockupGet(root)
+		}
 		return b.serviceRoot()
 	case root + "/odata":
 		return ok(b.odata())
@@ -282,6 +285,9 @@ func (b *BMC) route(r *http.Request, body []byte, ev *events) reply {
 		return methodNotAllowed("GET", "HEAD", "POST", "PATCH", "DELETE")
 	}
 	req := request{r: r, body: body, segs: segs, ev: ev}
+	if b.mock != nil && segs[0] != "SessionService" {
+		return b.mockupRoute(req)
+	}
 	switch segs[0] {
 	case "Systems":
 		return b.systems(req)
