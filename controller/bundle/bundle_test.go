@@ -398,6 +398,9 @@ func TestRotatedSigner(t *testing.T) {
 	if res.Signer != nw.ID || len(res.Learned) != 1 || res.Learned[0] != nw.ID {
 		t.Errorf("import = %+v; want signed by %s and that key learned", res, nw.ID)
 	}
+	if list, _ := k.List(); len(list) != 2 || (list[0].ID == nw.ID && list[0].EndorsedBy != old.ID) || (list[1].ID == nw.ID && list[1].EndorsedBy != old.ID) {
+		t.Errorf("site keys after learning = %+v, want the new key shown as endorsed by %s", list, old.ID)
+	}
 	// The old key is kept trusted until retired: its bundles still import.
 	if _, err := importBytes(k, dir, before); err != nil {
 		t.Errorf("import of a bundle signed by the old key before it was retired: %v", err)

@@ -325,6 +325,13 @@ func Import(ctx context.Context, r io.Reader, opts ImportOptions) (*Result, erro
 		if _, err := opts.Keys.Trust(pub); err != nil {
 			return nil, err
 		}
+		for _, r := range rots {
+			if r.New == imgstore.KeyID(pub) {
+				if err := opts.Keys.keepRotation(r); err != nil {
+					return nil, err
+				}
+			}
+		}
 		res.Learned = append(res.Learned, imgstore.KeyID(pub))
 		opts.Log.Info("bundle import: trusting a rotated key endorsed by a trusted one", "key", imgstore.KeyID(pub))
 	}

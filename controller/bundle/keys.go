@@ -435,3 +435,13 @@ func (k *Keyring) Endorsed(rots []Rotation) (all, added []ed25519.PublicKey, err
 func (k *Keyring) publicKey(id string) (ed25519.PublicKey, error) {
 	return imgstore.LoadPublicKey(k.TrustedFile(id))
 }
+
+// keepRotation stores a rotation record learned from a bundle, so that
+// List shows which key endorsed a learned key.
+func (k *Keyring) keepRotation(r Rotation) error {
+	rb, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicWrite(filepath.Join(k.dir, "rotations", hexID(r.New)+".json"), append(rb, '\n'), 0o644)
+}
