@@ -175,6 +175,7 @@ func classify(err error) string {
 		}
 		return ClassBMCError
 	case errors.Is(err, errBodyTooLarge), errors.Is(err, errRedirect), errors.Is(err, errContentType), errors.Is(err, errForeignHost),
+		strings.Contains(err.Error(), "response headers exceeded"), // net/http's MaxResponseHeaderBytes, inside a *url.Error
 		errors.As(err, &syn), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF):
 		return ClassProtocol
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),

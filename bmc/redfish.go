@@ -219,8 +219,12 @@ func checkJSON(ct string) error {
 	return nil
 }
 
+// maxMembers bounds the members of one collection: no real BMC lists more
+// than a few hundred of anything, and each member is a request.
+const maxMembers = 4096
+
 // members lists a collection's member links, following nextLink pages (at
-// most 50, so a hostile BMC cannot loop us).
+// most 50, so a hostile BMC cannot loop us, and maxMembers in all).
 func (r *rfReader) members(ctx context.Context, path string) ([]string, error) {
 	var out []string
 	for page := 0; path != "" && page < 50; page++ {
@@ -232,6 +236,9 @@ func (r *rfReader) members(ctx context.Context, path string) ([]string, error) {
 			if m.ID != "" {
 				out = append(out, m.ID)
 			}
+		}
+		if len(out) > maxMembers {
+			return nil, fmt.Errorf("%w: collection %s lists more than %d members", ErrProtocol, path, maxMembers)
 		}
 		path = c.NextLink
 	}
