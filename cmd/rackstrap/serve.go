@@ -30,14 +30,11 @@ import (
 // so features never edit this file. bind adds the flags to one command
 // tree's flag set (serve and demo each have one; tests build many at once)
 // and returns what turns that tree's flag values into the
-// controller.Feature they ask for, or nil when it is off.
-//
-// register and feature are the older form, for options whose values live
-// in one place shared by every tree; prefer bind.
+// controller.Feature they ask for, or nil when it is off. Flag values live
+// in variables bind makes, never in package variables: parallel trees
+// would share them.
 type serveOption struct {
-	bind     func(fl *pflag.FlagSet) func() (controller.Feature, error)
-	register func(fl *pflag.FlagSet)
-	feature  func() (controller.Feature, error)
+	bind func(fl *pflag.FlagSet) func() (controller.Feature, error)
 }
 
 var serveOptions []serveOption
@@ -116,12 +113,7 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringSliceVar(&f.profileFiles, "profile", nil, "site hardware profile `FILE`s added to the bundled ones (repeatable)")
 	f.features = nil
 	for _, o := range serveOptions {
-		if o.bind != nil {
-			f.features = append(f.features, o.bind(fl))
-			continue
-		}
-		o.register(fl)
-		f.features = append(f.features, o.feature)
+		f.features = append(f.features, o.bind(fl))
 	}
 }
 

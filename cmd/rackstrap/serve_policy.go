@@ -10,12 +10,10 @@ import (
 // The local policy's and the bundle import API's serve flags (see
 // docs/decisions/0014-keys-and-bundles.md).
 func init() {
-	var file string
-	addServeOption(serveOption{
-		register: func(fl *pflag.FlagSet) {
-			fl.StringVar(&file, "policy", "", "local policy `FILE` (YAML; check it with 'rackstrap policy lint'): trusted signers, validation and firmware compliance before imaging and hand-off, allowed images per profile, no-power windows")
-		},
-		feature: func() (controller.Feature, error) {
+	addServeOption(serveOption{bind: func(fl *pflag.FlagSet) func() (controller.Feature, error) {
+		var file string
+		fl.StringVar(&file, "policy", "", "local policy `FILE` (YAML; check it with 'rackstrap policy lint'): trusted signers, validation and firmware compliance before imaging and hand-off, allowed images per profile, no-power windows")
+		return func() (controller.Feature, error) {
 			if file == "" {
 				return nil, nil
 			}
@@ -24,19 +22,17 @@ func init() {
 				return nil, err
 			}
 			return controller.NewPolicyFeature(p), nil
-		},
-	})
-	var bundleStore, keysDir string
-	addServeOption(serveOption{
-		register: func(fl *pflag.FlagSet) {
-			fl.StringVar(&bundleStore, "bundle-store", "", "artifact store `DIR` that bundles POSTed to /api/v1/bundles are imported into, audited (off when empty)")
-			fl.StringVar(&keysDir, "keys-dir", envOr("RACKSTRAP_KEYS_DIR", "/var/lib/rackstrap/keys"), "keyring `DIR` whose trust store --bundle-store imports are checked against ('rackstrap keys')")
-		},
-		feature: func() (controller.Feature, error) {
+		}
+	}})
+	addServeOption(serveOption{bind: func(fl *pflag.FlagSet) func() (controller.Feature, error) {
+		var bundleStore, keysDir string
+		fl.StringVar(&bundleStore, "bundle-store", "", "artifact store `DIR` that bundles POSTed to /api/v1/bundles are imported into, audited (off when empty)")
+		fl.StringVar(&keysDir, "keys-dir", envOr("RACKSTRAP_KEYS_DIR", "/var/lib/rackstrap/keys"), "keyring `DIR` whose trust store --bundle-store imports are checked against ('rackstrap keys')")
+		return func() (controller.Feature, error) {
 			if bundleStore == "" {
 				return nil, nil
 			}
 			return controller.NewBundleFeature(bundleStore, keysDir), nil
-		},
-	})
+		}
+	}})
 }
