@@ -78,10 +78,8 @@ func scanToken(sc interface{ Scan(...any) error }) (APIToken, error) {
 // ErrExists.
 func (db *DB) CreateAPIToken(ctx context.Context, name, role, hash string, expires time.Time, actor string) (APIToken, error) {
 	now := db.now()
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
 	var out APIToken
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM api_tokens WHERE name = ? AND revoked_at IS NULL`), name).Scan(&n); err != nil {
 			return fmt.Errorf("create API token %s: %w", name, err)
@@ -137,10 +135,8 @@ func (db *DB) ListAPITokens(ctx context.Context) ([]APIToken, error) {
 // RevokeAPIToken revokes the live token called name, and audits it.
 func (db *DB) RevokeAPIToken(ctx context.Context, name, actor string) (APIToken, error) {
 	now := db.now()
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
 	var out APIToken
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		out, err = scanToken(tx.QueryRowContext(ctx, db.q(`SELECT `+tokenCols+` FROM api_tokens WHERE name = ? AND revoked_at IS NULL`), name))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -202,9 +198,7 @@ func scanCert(sc interface{ Scan(...any) error }) (ClientCert, error) {
 
 // RecordClientCert records an issued certificate and audits it.
 func (db *DB) RecordClientCert(ctx context.Context, c ClientCert) error {
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO client_certs (serial, user_name, role, sha256, issued_by, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
 			c.Serial, c.User, c.Role, c.SHA256, c.IssuedBy, micros(c.IssuedAt), micros(c.ExpiresAt)); err != nil {
 			return fmt.Errorf("record client certificate %s: %w", c.Serial, err)
@@ -238,10 +232,8 @@ func (db *DB) ListClientCerts(ctx context.Context) ([]ClientCert, error) {
 // is ErrNotFound.
 func (db *DB) RevokeClientCert(ctx context.Context, serial, actor string) (ClientCert, error) {
 	now := db.now()
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
 	var out ClientCert
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		out, err = scanCert(tx.QueryRowContext(ctx, db.q(`SELECT `+certCols+` FROM client_certs WHERE serial = ?`), serial))
 		switch {
