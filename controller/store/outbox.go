@@ -38,11 +38,9 @@ func init() {
 // SetHandOffTarget records which cluster a node is handed to ("slurm",
 // "kubernetes"); an empty target removes the choice. Audited.
 func (db *DB) SetHandOffTarget(ctx context.Context, node, target, actor string) error {
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var old string
-		err := tx.QueryRowContext(ctx, db.q(`SELECT target FROM handoff_targets WHERE node = ?`), node).Scan(&old)
+		err := db.queryRow(ctx, tx, `SELECT target FROM handoff_targets WHERE node = ?`, node).Scan(&old)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("hand-off target of %s: %w", node, err)
 		}
@@ -50,17 +48,17 @@ func (db *DB) SetHandOffTarget(ctx context.Context, node, target, actor string) 
 			return nil
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, db.q(`SELECT COUNT(*) FROM nodes WHERE name = ?`), node).Scan(&n); err != nil {
+		if err := db.queryRow(ctx, tx, `SELECT COUNT(*) FROM nodes WHERE name = ?`, node).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
 			return fmt.Errorf("node %q: %w", node, ErrNotFound)
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`DELETE FROM handoff_targets WHERE node = ?`), node); err != nil {
+		if _, err := db.exec(ctx, tx, `DELETE FROM handoff_targets WHERE node = ?`, node); err != nil {
 			return err
 		}
 		if target != "" {
-			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO handoff_targets (node, target, updated_at) VALUES (?, ?, ?)`), node, target, micros(db.now())); err != nil {
+			if _, err := db.exec(ctx, tx, `INSERT INTO handoff_targets (node, target, updated_at) VALUES (?, ?, ?)`, node, target, micros(db.now())); err != nil {
 				return fmt.Errorf("set hand-off target of %s: %w", node, err)
 			}
 		}
@@ -144,13 +142,13 @@ func (db *DB) AuditHead(ctx context.Context) (int64, error) {
 // ErrConflict means another controller moved the cursor first; events
 // whose key is queued already are left as they are.
 func (db *DB) Enqueue(ctx context.Context, sink string, from int64, existed bool, to int64, events []OutboxEvent) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var res sql.Result
 		var err error
 		if existed {
-			res, err = tx.ExecContext(ctx, db.q(`UPDATE outbox_cursors SET audit_seq = ? WHERE sink = ? AND audit_seq = ?`), to, sink, from)
+			res, err = db.exec(ctx, tx, `UPDATE outbox_cursors SET audit_seq = ? WHERE sink = ? AND audit_seq = ?`, to, sink, from)
 		} else {
-			res, err = tx.ExecContext(ctx, db.q(`INSERT INTO outbox_cursors (sink, audit_seq) VALUES (?, ?) ON CONFLICT (sink) DO NOTHING`), sink, to)
+			res, err = db.exec(ctx, tx, `INSERT INTO outbox_cursors (sink, audit_seq) VALUES (?, ?) ON CONFLICT (sink) DO NOTHING`, sink, to)
 		}
 		if err != nil {
 			return fmt.Errorf("outbox %s: move cursor: %w", sink, err)
@@ -160,7 +158,7 @@ func (db *DB) Enqueue(ctx context.Context, sink string, from int64, existed bool
 		}
 		now := micros(db.now())
 		for _, e := range events {
-			if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO outbox (event_key, sink, node, kind, body, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING`),
+			if _, err := db.exec(ctx, tx, `INSERT INTO outbox (event_key, sink, node, kind, body, created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING`,
 				e.Key, sink, e.Node, e.Kind, string(e.Body), now, now); err != nil {
 				return fmt.Errorf("outbox %s: queue %s: %w", sink, e.Key, err)
 			}
@@ -225,22 +223,28 @@ func (db *DB) listOutbox(ctx context.Context, q string, args ...any) ([]OutboxEv
 // attempt. false: another controller claimed it first, or it was
 // delivered. An attempt cut short by a crash is retried after until.
 func (db *DB) ClaimOutbox(ctx context.Context, e OutboxEvent, until time.Time) (bool, error) {
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE outbox SET next_at = ?, attempts = attempts + 1 WHERE id = ? AND next_at = ? AND delivered_at IS NULL`),
-		micros(until), e.ID, micros(e.NextAt))
+	claimed := false
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, `UPDATE outbox SET next_at = ?, attempts = attempts + 1 WHERE id = ? AND next_at = ? AND delivered_at IS NULL`,
+			micros(until), e.ID, micros(e.NextAt))
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		claimed = n == 1
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("outbox: claim %s: %w", e.Key, err)
 	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
+	return claimed, nil
 }
 
 // OutboxDelivered marks an event delivered, with an audit entry in the same
 // transaction.
 func (db *DB) OutboxDelivered(ctx context.Context, e OutboxEvent, attempts int, actor string) error {
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, db.q(`UPDATE outbox SET delivered_at = ?, last_error = '' WHERE id = ? AND delivered_at IS NULL`), micros(db.now()), e.ID)
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, `UPDATE outbox SET delivered_at = ?, last_error = '' WHERE id = ? AND delivered_at IS NULL`, micros(db.now()), e.ID)
 		if err != nil {
 			return fmt.Errorf("outbox: mark %s delivered: %w", e.Key, err)
 		}
@@ -257,7 +261,10 @@ func (db *DB) OutboxFailed(ctx context.Context, e OutboxEvent, next time.Time, m
 	if len(msg) > 1000 {
 		msg = msg[:1000]
 	}
-	_, err := db.w.ExecContext(ctx, db.q(`UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ? AND delivered_at IS NULL`), micros(next), msg, e.ID)
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := db.exec(ctx, tx, `UPDATE outbox SET next_at = ?, last_error = ? WHERE id = ? AND delivered_at IS NULL`, micros(next), msg, e.ID)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("outbox: record failure of %s: %w", e.Key, err)
 	}
