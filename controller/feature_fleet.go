@@ -35,3 +35,19 @@ func (o RackOwnership) Start(ctx context.Context, rt *Runtime) error {
 	rt.Go("rack leases", h.serve)
 	return nil
 }
+
+// RackLimits is the Feature that sets per-rack limits beyond --rack-limit:
+// image streams at once per rack and the power-on stagger.
+type RackLimits struct {
+	Streams int           // image streams at once per rack; 0: the rack limit
+	Stagger time.Duration // least time between two power-ons in a rack
+}
+
+// Name implements Feature.
+func (l RackLimits) Name() string { return "rack limits" }
+
+// Start implements Feature.
+func (l RackLimits) Start(_ context.Context, rt *Runtime) error {
+	rt.Engine.SetRackLimits(l.Streams, l.Stagger)
+	return nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -20,6 +21,20 @@ func init() {
 				return nil, nil
 			}
 			return o, nil
+		}
+	}})
+	addServeOption(serveOption{bind: func(fl *pflag.FlagSet) func() (controller.Feature, error) {
+		var l controller.RackLimits
+		fl.IntVar(&l.Streams, "rack-image-streams", 0, "image streams at once per rack (the rack uplink); 0: --rack-limit")
+		fl.DurationVar(&l.Stagger, "power-on-stagger", 0, "least time between two power-ons in one rack (inrush, PDU limits), e.g. 2s; 0: none")
+		return func() (controller.Feature, error) {
+			if l.Streams < 0 || l.Stagger < 0 {
+				return nil, fmt.Errorf("--rack-image-streams %d, --power-on-stagger %s: give zero or more", l.Streams, l.Stagger)
+			}
+			if l.Streams == 0 && l.Stagger == 0 {
+				return nil, nil
+			}
+			return l, nil
 		}
 	}})
 }

@@ -50,6 +50,8 @@ type fleetFlags struct {
 	dataDir, database    string
 	apiListen            string
 	workers, rackLimit   int
+	streams              int
+	stagger              time.Duration
 	boot, image, burnIn  time.Duration
 	latency, timeout     time.Duration
 	cpuProfile, logLevel string
@@ -127,7 +129,9 @@ simulated machines keep their state in DIR/simulated-edge.journal.`,
 	fl.StringVar(&f.database, "database", "", "PostgreSQL `URL` instead of SQLite")
 	fl.StringVar(&f.apiListen, "api-listen", "127.0.0.1:0", "`ADDR` of the controller's API")
 	fl.IntVar(&f.workers, "workers", 1024, "lifecycle steps running at once, all nodes together")
-	fl.IntVar(&f.rackLimit, "rack-limit", 8, "BMC and image-stream steps at once per rack (power-on stagger)")
+	fl.IntVar(&f.rackLimit, "rack-limit", 8, "BMC steps at once per rack")
+	fl.IntVar(&f.streams, "rack-image-streams", 0, "image streams at once per rack; 0: --rack-limit")
+	fl.DurationVar(&f.stagger, "power-on-stagger", 0, "least time between two power-ons in one rack")
 	fl.DurationVar(&f.boot, "boot-time", time.Second, "simulated power-on to agent check-in (each machine takes 1-2x this)")
 	fl.DurationVar(&f.image, "image-time", 2*time.Second, "simulated image stream")
 	fl.DurationVar(&f.burnIn, "burn-in-time", 500*time.Millisecond, "simulated burn-in")
@@ -182,7 +186,8 @@ func runFleet(ctx context.Context, f fleetFlags, desired model.Desired, log *slo
 	cfg := controller.Config{
 		DataDir: f.dataDir, Database: f.database, APIListen: f.apiListen,
 		Engine: lifecycle.Config{
-			Workers: f.workers, RackLimit: f.rackLimit, BackoffBase: 200 * time.Millisecond,
+			Workers: f.workers, RackLimit: f.rackLimit, RackStreams: f.streams, PowerOnStagger: f.stagger,
+			BackoffBase: 200 * time.Millisecond,
 			Deadlines: map[string]time.Duration{
 				lifecycle.StepWaitNetboot:   20*f.boot + time.Minute,
 				lifecycle.StepWaitFirstBoot: 20*f.boot + time.Minute,

@@ -18,8 +18,14 @@ import (
 type Config struct {
 	// Workers bounds the steps running at once across all nodes.
 	Workers int
-	// RackLimit bounds BMC and image-stream steps running at once per rack.
+	// RackLimit bounds BMC steps running at once per rack.
 	RackLimit int
+	// RackStreams bounds image streams running at once per rack (the
+	// rack's uplink); 0: RackLimit.
+	RackStreams int
+	// PowerOnStagger is the least time between two power-ons in one rack
+	// (inrush current, PDU limits); 0: none.
+	PowerOnStagger time.Duration
 	// MaxAttempts is how many times a step is tried before the node fails.
 	MaxAttempts int
 	// BackoffBase and BackoffMax shape the retry delay: base·2^(n-1), capped,
@@ -41,6 +47,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RackLimit <= 0 {
 		c.RackLimit = 8
+	}
+	if c.RackStreams <= 0 {
+		c.RackStreams = c.RackLimit
+	}
+	if c.PowerOnStagger < 0 {
+		c.PowerOnStagger = 0
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 3
@@ -84,6 +96,8 @@ type Engine struct {
 	workers chan struct{}
 	mu      sync.Mutex
 	racks   map[string]chan struct{}
+	streams map[string]chan struct{}
+	nextOn  map[string]time.Time // rack → earliest next power-on (stagger)
 	bmcs    map[string]*sync.Mutex
 	running map[string]bool
 	wake    chan struct{}
@@ -106,6 +120,8 @@ func New(cfg Config, db *store.DB, edge Edge, log *slog.Logger, metrics *Metrics
 		cfg: cfg, db: db, edge: edge, log: log, metrics: metrics,
 		workers: make(chan struct{}, cfg.Workers),
 		racks:   map[string]chan struct{}{},
+		streams: map[string]chan struct{}{},
+		nextOn:  map[string]time.Time{},
 		bmcs:    map[string]*sync.Mutex{},
 		running: map[string]bool{},
 		holds:   map[string]string{},
@@ -444,6 +460,11 @@ func (e *Engine) attempt(ctx context.Context, n model.Node, s step, key string, 
 		return nil, err
 	}
 	defer release()
+	if s.name == StepBootNetwork || s.name == StepBootDisk {
+		if err := e.stagger(ctx, n.Identity.Rack); err != nil {
+			return nil, err
+		}
+	}
 	sctx, cancel := context.WithTimeout(ctx, e.deadline(s))
 	defer cancel()
 	out, err := s.run(sctx, e.edge, n, key, prior)
@@ -468,7 +489,7 @@ func (e *Engine) acquire(ctx context.Context, n model.Node, k kind) (func(), err
 		undo = append(undo, m.Unlock)
 	}
 	if k == kindBMC || k == kindStream {
-		r := e.rackSlots(n.Identity.Rack)
+		r := e.rackSlots(n.Identity.Rack, k)
 		select {
 		case r <- struct{}{}:
 			undo = append(undo, func() { <-r })
@@ -504,15 +525,50 @@ func (e *Engine) bmcLock(n model.Node) *sync.Mutex {
 	return m
 }
 
-func (e *Engine) rackSlots(rack string) chan struct{} {
+// rackSlots returns the rack's slots for steps of kind k: BMC steps and
+// image streams are limited apart.
+func (e *Engine) rackSlots(rack string, k kind) chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r := e.racks[rack]
+	m, size := e.racks, e.cfg.RackLimit
+	if k == kindStream {
+		m, size = e.streams, e.cfg.RackStreams
+	}
+	r := m[rack]
 	if r == nil {
-		r = make(chan struct{}, e.cfg.RackLimit)
-		e.racks[rack] = r
+		r = make(chan struct{}, size)
+		m[rack] = r
 	}
 	return r
+}
+
+// stagger waits for the rack's next power-on turn.
+func (e *Engine) stagger(ctx context.Context, rack string) error {
+	e.mu.Lock()
+	if e.cfg.PowerOnStagger <= 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	at := time.Now()
+	if next := e.nextOn[rack]; next.After(at) {
+		at = next
+	}
+	e.nextOn[rack] = at.Add(e.cfg.PowerOnStagger)
+	e.mu.Unlock()
+	return sleep(ctx, time.Until(at))
+}
+
+// SetRackLimits changes the image streams allowed at once per rack and the
+// power-on stagger (0 keeps a setting). Call it before Serve.
+func (e *Engine) SetRackLimits(streams int, stagger time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if streams > 0 {
+		e.cfg.RackStreams = streams
+	}
+	if stagger > 0 {
+		e.cfg.PowerOnStagger = stagger
+	}
 }
 
 func (e *Engine) backoff(failures int) time.Duration {

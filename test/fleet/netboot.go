@@ -34,7 +34,7 @@ const maxChain = 16
 
 // tftpTries bounds the attempts at the boot program (a busy server asks
 // for retries).
-const tftpTries = 8
+const tftpTries = 16
 
 // netboot is a PXE boot: firmware, iPXE, kernel, then the agent.
 func (h *Host) netboot(ctx context.Context, e redfishsim.BootEvent) error {
@@ -77,7 +77,7 @@ func (h *Host) netboot(ctx context.Context, e redfishsim.BootEvent) error {
 		// A busy server refuses the transfer and expects a retry; a random
 		// wait keeps a rack booting at once from retrying in lock step.
 		h.update(func(s *HostStats) { s.TFTPRetries++ })
-		if err := sleep(ctx, rand.N(time.Duration(try+1)*500*time.Millisecond)); err != nil {
+		if err := sleep(ctx, rand.N(time.Duration(min(try+1, 6))*500*time.Millisecond)); err != nil {
 			return err
 		}
 	}
