@@ -92,3 +92,54 @@ func TestParam(t *testing.T) {
 		}
 	}
 }
+
+// The init's parsers read files from the image (modules.alias,
+// modules.dep), the disk (GPT) and the kernel command line: none may panic.
+func FuzzParseModules(f *testing.F) {
+	f.Add("alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\nalias crypto-crc32c crc32c_generic\n", "virtio:d00000001v00001AF4")
+	f.Add("kernel/a.ko: kernel/b.ko\nkernel/b.ko:\n", "pci:v[")
+	f.Add("alias [ x\nalias * y\n:\n", "")
+	f.Fuzz(func(t *testing.T, file, modalias string) {
+		aliases, err := ParseAliases(strings.NewReader(file))
+		if err == nil {
+			MatchAlias(aliases, modalias)
+		}
+		if deps, err := ParseDeps(strings.NewReader(file), "/lib/modules/x"); err == nil {
+			for name := range deps {
+				_ = loadModuleDry(deps, name)
+			}
+		}
+		Param(file, modalias)
+	})
+}
+
+// loadModuleDry walks loadModule's dependency order without loading.
+func loadModuleDry(deps map[string]module, name string) int {
+	seen := map[string]bool{}
+	var walk func(string, int) int
+	walk = func(n string, depth int) int {
+		if seen[n] || depth > 32 {
+			return 0
+		}
+		seen[n] = true
+		c := 1
+		for _, d := range deps[n].deps {
+			c += walk(d, depth+1)
+		}
+		return c
+	}
+	return walk(name, 0)
+}
+
+func FuzzGPTPartitionByGUID(f *testing.F) {
+	disk := make([]byte, 8*512)
+	copy(disk[512:], "EFI PART")
+	binary.LittleEndian.PutUint64(disk[512+72:], 2)
+	binary.LittleEndian.PutUint32(disk[512+80:], 4)
+	binary.LittleEndian.PutUint32(disk[512+84:], 128)
+	f.Add(disk)
+	f.Add(make([]byte, 100))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = GPTPartitionByGUID(bytes.NewReader(b), 512, "0fc63daf-8483-4772-8e79-3d69d8477de4")
+	})
+}
