@@ -54,6 +54,7 @@ type serveFlags struct {
 
 	// Real machines.
 	artifacts, kernel, initrd, image string
+	kernelCmdline                    []string
 	bootListen, bootURL, tftpListen  string
 	agentURL                         string
 	bmcUser, bmcPasswordFile         string
@@ -91,6 +92,7 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringVar(&f.artifacts, "artifacts", "", "real machines: `DIR` of boot programs (undionly.kpxe, ipxe.efi), netboot kernel/initramfs and OS images")
 	fl.StringVar(&f.kernel, "kernel", "vmlinuz", "real machines: netboot kernel under --artifacts")
 	fl.StringVar(&f.initrd, "initrd", "initrd.img", "real machines: netboot initramfs (with rackstrap-agent) under --artifacts")
+	fl.StringSliceVar(&f.kernelCmdline, "kernel-cmdline", nil, "real machines: extra netboot kernel `PARAMS`, e.g. console=ttyS0,115200 (repeat or comma-separate)")
 	fl.StringVar(&f.image, "image", "", "real machines: the OS image the agent writes: NAME:VERSION in --image-store (signed), or a file under --artifacts (unsigned: trials only)")
 	fl.StringVar(&f.imageStore, "image-store", "", "real machines: signed image store `DIR` ('rackstrap image import'); images not signed by a --trusted-key are refused")
 	fl.StringSliceVar(&f.trustedKeys, "trusted-key", nil, "real machines: public key `FILE` whose image signatures are trusted (repeatable)")
@@ -176,7 +178,7 @@ func (f *serveFlags) realConfig(cfg *controller.Config) error {
 	}
 	password := strings.TrimRight(string(pw), "\r\n")
 	user := f.bmcUser
-	boot := &controller.BootConfig{BootBase: f.bootURL, ArtifactDir: f.artifacts, Kernel: f.kernel, Initrd: f.initrd, NoDHCP: f.noDHCP}
+	boot := &controller.BootConfig{BootBase: f.bootURL, ArtifactDir: f.artifacts, Kernel: f.kernel, Initrd: f.initrd, NoDHCP: f.noDHCP, Cmdline: f.kernelCmdline}
 	if boot.HTTP.Addr, err = netip.ParseAddrPort(f.bootListen); err != nil {
 		return fmt.Errorf("--boot-listen %q: %w", f.bootListen, err)
 	}
