@@ -242,11 +242,9 @@ func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg 
 		return nil, nil, nil, err
 	}
 	audit := newBMCAudit(db, log)
-	var cluster edge.Cluster
-	if ec.Slurm != nil {
-		if cluster, err = NewSlurmHandOff(*ec.Slurm, db, log); err != nil {
-			return nil, nil, nil, err
-		}
+	cluster, err := newHandOff(cfg, db, log)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	bmcs := bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record})
 	hw, err := edge.New(edge.Config{

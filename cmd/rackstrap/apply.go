@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -40,6 +41,7 @@ Manifest format:
     - name: r12                  # rack name; nodes default to r12-n01, r12-n02…
       profile: nvidia-dgx-h100   # default hardware profile of the rack's nodes
       desired: ready             # ready (default), handed-off or enrolled
+      handoff: slurm             # cluster handed-off nodes join: slurm or kubernetes
       nodes:
         - slot: 1
           serial: SN001          # expected chassis serial
@@ -47,18 +49,21 @@ Manifest format:
           bmcMAC: aa:bb:cc:00:12:01
           macs: [aa:bb:cc:10:12:01]
           name: gpu-r12-01       # optional
-          profile: …             # optional, overrides the rack's`,
+          profile: …             # optional, overrides the rack's
+          handoff: kubernetes    # optional, overrides the rack's`,
 		Example: `  rackstrap apply rack-r12.yaml
   rackstrap apply racks/*.yaml --provision -o json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var nodes []model.Node
+			targets := map[string]string{}
 			for _, path := range args {
 				m, err := manifest.Load(path)
 				if err != nil {
 					return fmt.Errorf("%w\nfix the manifest and apply again; nothing was applied", err)
 				}
 				nodes = append(nodes, m.Nodes()...)
+				maps.Copy(targets, m.HandOffTargets())
 			}
 			c, err := g.client()
 			if err != nil {
@@ -66,6 +71,7 @@ Manifest format:
 			}
 			ctx := contextOrBackground(cmd)
 			var report []applied
+			var toProvision []model.Node
 			for _, want := range nodes {
 				got, created, err := c.CreateNode(ctx, api.NodeCreate{Name: want.Name, Identity: want.Identity, Profile: want.Profile, Desired: want.Desired})
 				if err != nil {
@@ -79,13 +85,27 @@ Manifest format:
 					}
 				}
 				if provision && got.State != model.Failed && got.State != model.Quarantined {
-					op, err := c.Act(ctx, want.Name, lifecycle.ActProvision, want.Desired == model.WantHandedOff)
-					if err != nil {
-						return err
-					}
-					a.Op = op.ID
+					toProvision = append(toProvision, want)
 				}
 				report = append(report, a)
+			}
+			// Targets before provisioning: a node must know its cluster
+			// before it can be handed off.
+			if len(targets) > 0 {
+				if err := c.SetHandOffTargets(ctx, targets); err != nil {
+					return fmt.Errorf("set hand-off targets: %w (the nodes were applied; re-running apply is safe)", err)
+				}
+			}
+			for _, want := range toProvision {
+				op, err := c.Act(ctx, want.Name, lifecycle.ActProvision, want.Desired == model.WantHandedOff)
+				if err != nil {
+					return err
+				}
+				for i := range report {
+					if report[i].Node == want.Name {
+						report[i].Op = op.ID
+					}
+				}
 			}
 			return render(cmd.OutOrStdout(), g.output, report, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "NODE\tRACK\tSLOT\tRESULT\tDETAILS")

@@ -27,6 +27,7 @@ func commands(g *globals) []*cobra.Command {
 		newTokenCmd(g),
 		newUserCmd(g),
 		newPolicyCmd(g),
+		newExportCmd(g),
 		newSimulateCmd(g),
 		newVersionCmd(g),
 	}

@@ -228,3 +228,9 @@ func (c *Client) Audit(ctx context.Context, node string, after int64, limit int)
 func (c *Client) SetBMCCredentials(ctx context.Context, node, username, password string) error {
 	return c.do(ctx, "PUT", "/api/v1/nodes/"+url.PathEscape(node)+"/bmc-credentials", BMCCredentials{Username: username, Password: password}, nil)
 }
+
+// SetHandOffTargets sets nodes' hand-off targets (slurm, kubernetes; empty
+// clears), served by the cluster feature.
+func (c *Client) SetHandOffTargets(ctx context.Context, targets map[string]string) error {
+	return c.do(ctx, "PUT", "/api/v1/handoff-targets", map[string]any{"nodes": targets}, nil)
+}

@@ -395,7 +395,7 @@ func (e *Edge) waitTask(ctx context.Context, key string) (store.Task, error) {
 // facts validation verified.
 func (e *Edge) HandOff(ctx context.Context, n model.Node, key string) error {
 	if e.cfg.Cluster == nil {
-		return classed(model.ClassHandOffFailed, "%s: no cluster is configured for hand-off: provision to Ready instead, or configure one (--slurm-conf)", n.Name)
+		return classed(model.ClassHandOffFailed, "%s: no cluster is configured for hand-off: provision to Ready instead, or configure one (--slurm-conf or --kube-config)", n.Name)
 	}
 	inv, err := inventory.Parse(n.Inventory)
 	if err != nil {
