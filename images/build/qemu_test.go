@@ -65,9 +65,90 @@ func bootKernel(t *testing.T) (path, release string) {
 	return k, release
 }
 
+// rootModules are what Debian's kernel needs to mount the disk's ext4 root
+// over virtio, in load order (paths under lib/modules/RELEASE).
+var rootModules = []string{
+	"kernel/lib/crc16.ko", "kernel/crypto/crc32c_generic.ko", "kernel/fs/mbcache.ko", "kernel/fs/jbd2/jbd2.ko", "kernel/fs/ext4/ext4.ko",
+	"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+	"kernel/drivers/virtio/virtio_pci_modern_dev.ko", "kernel/drivers/virtio/virtio_pci.ko", "kernel/drivers/block/virtio_blk.ko",
+}
+
+// bootModules extracts rootModules from Debian's kernel package once, into
+// the same cache as bootKernel, and returns the directory holding them.
+func bootModules(t *testing.T, release string) string {
+	t.Helper()
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		dir = "/var/cache"
+	}
+	dir = filepath.Join(dir, "rackstrap-test", "images-root-modules-"+release)
+	have := true
+	for _, m := range rootModules {
+		if _, err := os.Stat(filepath.Join(dir, m)); err != nil {
+			have = false
+		}
+	}
+	if have {
+		return dir
+	}
+	tmp := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dl := exec.CommandContext(ctx, "apt-get", "download", "linux-image-"+release)
+	dl.Dir = tmp
+	if b, err := dl.CombinedOutput(); err != nil {
+		t.Fatalf("apt-get download linux-image-%s: %v\n%s", release, err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("apt-get download left %v", debs)
+	}
+	x := filepath.Join(tmp, "x")
+	os.MkdirAll(x, 0o755)
+	args := []string{"-x", "-C", x}
+	for _, m := range rootModules {
+		args = append(args, "./lib/modules/"+release+"/"+m)
+	}
+	tarCmd := exec.CommandContext(ctx, "tar", args...)
+	deb := exec.CommandContext(ctx, "dpkg-deb", "--fsys-tarfile", debs[0])
+	pipe, err := deb.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarCmd.Stdin = pipe
+	if err := deb.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, terr := tarCmd.CombinedOutput()
+	derr := deb.Wait()
+	if terr != nil || derr != nil {
+		t.Fatalf("extract modules: %v %v\n%s", terr, derr, out)
+	}
+	part := fmt.Sprintf("%s.tmp-%d", dir, time.Now().UnixNano())
+	if err := os.Rename(filepath.Join(x, "lib/modules", release), part); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(part, dir); err != nil && !os.IsExist(err) {
+		os.RemoveAll(part)
+		if _, serr := os.Stat(filepath.Join(dir, rootModules[0])); serr != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// bootInit loads the virtio and ext4 modules, mounts the disk's root
+// partition read-only and prints a file from it with the command line.
 const bootInit = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
-echo "RACKSTRAP-DISK-BOOT-OK $(/bin/busybox cat /proc/cmdline)" > /dev/console
+/bin/busybox mount -t devtmpfs dev /dev
+for m in MODULES; do /bin/busybox insmod /modules/$m || echo "insmod $m failed" > /dev/console; done
+i=0
+while [ ! -b /dev/vda2 ] && [ $i -lt 30 ]; do /bin/busybox sleep 1; i=$((i+1)); done
+/bin/busybox mkdir -p /mnt
+ROOT=not-mounted
+if /bin/busybox mount -t ext4 -o ro /dev/vda2 /mnt; then ROOT="$(/bin/busybox cat /mnt/etc/rackstrap-root-marker)"; fi
+echo "RACKSTRAP-DISK-BOOT-OK $(/bin/busybox cat /proc/cmdline) ROOT=$ROOT" > /dev/console
 /bin/busybox poweroff -f
 `
 
@@ -90,6 +171,7 @@ func TestQEMUBootsRawDisk(t *testing.T) {
 		}
 	}
 	kpath, release := bootKernel(t)
+	mods := bootModules(t, release)
 	cases := map[string]struct {
 		boot    string
 		loaders map[string]string // host file -> path in the image
@@ -124,6 +206,7 @@ func TestQEMUBootsRawDisk(t *testing.T) {
 				copyHost(t, host, filepath.Join(r, in))
 			}
 			write(t, filepath.Join(r, "etc/os-release"), "ID=test\n", 0o644)
+			write(t, filepath.Join(r, "etc/rackstrap-root-marker"), "ext4-root-read-by-linux\n", 0o644)
 
 			// the initrd is made by cpio(1) and gzip from busybox-static, not by us
 			ird := filepath.Join(dir, "ird")
@@ -132,7 +215,12 @@ func TestQEMUBootsRawDisk(t *testing.T) {
 			os.Chmod(filepath.Join(ird, "bin/busybox"), 0o755)
 			os.MkdirAll(filepath.Join(ird, "proc"), 0o755)
 			os.MkdirAll(filepath.Join(ird, "dev"), 0o755)
-			write(t, filepath.Join(ird, "init"), bootInit, 0o755)
+			var names []string
+			for _, m := range rootModules {
+				copyHost(t, filepath.Join(mods, m), filepath.Join(ird, "modules", filepath.Base(m)))
+				names = append(names, filepath.Base(m))
+			}
+			write(t, filepath.Join(ird, "init"), strings.Replace(bootInit, "MODULES", strings.Join(names, " "), 1), 0o755)
 			mk := exec.Command("sh", "-c", "find . | cpio -o -H newc --quiet | gzip -1 > ../initrd.gz")
 			mk.Dir = ird
 			if b, err := mk.CombinedOutput(); err != nil {
@@ -172,6 +260,10 @@ kernel:
 				"-drive", "if=virtio,format=raw,file="+raw)
 			if !strings.Contains(line, want) || !strings.Contains(line, "rackstrap.test=disk") {
 				t.Fatalf("booted with the wrong command line: %s\nwant %s", line, want)
+			}
+			// Linux mounted the ext4 root images/ext4 wrote and read a file
+			if !strings.Contains(line, "ROOT=ext4-root-read-by-linux") {
+				t.Fatalf("the kernel did not read the ext4 root: %s", line)
 			}
 		})
 	}
