@@ -27,6 +27,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/auth"
 	"github.com/rackstrap/rackstrap/controller/fwrun"
+	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/policy"
 	"github.com/rackstrap/rackstrap/controller/store"
 )
@@ -157,7 +158,9 @@ func TestEveryRouteEveryCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	cpt := &capture{}
-	cfg := controller.Config{DataDir: data, APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 1},
+	// One node, taken only as far as Enrolled: the lifecycle stays quiet
+	// while the routes are asked.
+	cfg := controller.Config{DataDir: data, APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 1, Desired: model.WantEnrolled},
 		Features: []controller.Feature{authF,
 			controller.NewFirmwareFeature(fwrun.Config{Dir: t.TempDir(), AllowUnsigned: true}),
 			controller.NewPolicyFeature(pol),
