@@ -292,20 +292,36 @@ func (db *DB) prepared(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt 
 }
 
 // prepareWanted prepares the statements asked for since the last call. It
-// runs while the committer holds no transaction.
+// runs while the committer holds no transaction, and waits for the
+// writer's connection without holding stmts.mu: a db.tx transaction that
+// holds the connection may be asking prepared() for a statement meanwhile.
 func (db *DB) prepareWanted(ctx context.Context) {
 	db.stmts.mu.Lock()
-	defer db.stmts.mu.Unlock()
 	if !db.stmts.wanted {
+		db.stmts.mu.Unlock()
 		return
 	}
 	db.stmts.wanted = false
+	var queries []string
 	for q, st := range db.stmts.m {
-		if st != nil {
-			continue
+		if st == nil {
+			queries = append(queries, q)
 		}
-		if st, err := db.w.PrepareContext(ctx, q); err == nil {
+	}
+	db.stmts.mu.Unlock()
+	for _, q := range queries {
+		st, err := db.w.PrepareContext(ctx, q)
+		if err != nil {
+			continue // the plain path runs it, and reports its error
+		}
+		db.stmts.mu.Lock()
+		if db.stmts.m != nil && db.stmts.m[q] == nil {
 			db.stmts.m[q] = st
+			st = nil
+		}
+		db.stmts.mu.Unlock()
+		if st != nil {
+			st.Close()
 		}
 	}
 }
