@@ -36,9 +36,7 @@ func (db *DB) IssueToken(ctx context.Context, node, phase string, ttl time.Durat
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	now := db.now()
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO agent_tokens (token_hash, node, phase, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)`),
 			hashToken(token), node, phase, micros(now), micros(now.Add(ttl))); err != nil {
 			return fmt.Errorf("issue token for %s: %w", node, err)
@@ -64,9 +62,7 @@ type CheckIn struct {
 func (db *DB) RecordCheckIn(ctx context.Context, token, phase, agentVersion string, inventory json.RawMessage, actor string) (string, error) {
 	now := db.now()
 	var node string
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var (
 			tokPhase string
 			expires  int64

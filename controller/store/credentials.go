@@ -18,9 +18,7 @@ type BMCLogin struct {
 // SetBMCLogin stores a node's BMC login (and audits that it changed, never
 // what it is). An existing certificate pin is kept.
 func (db *DB) SetBMCLogin(ctx context.Context, node, username, sealed, actor string) error {
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`INSERT INTO bmc_credentials (node, username, password_sealed, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (node) DO UPDATE SET username = excluded.username, password_sealed = excluded.password_sealed, updated_at = excluded.updated_at`),
 			node, username, sealed, micros(db.now())); err != nil {
@@ -51,9 +49,7 @@ func (db *DB) PinBMCCert(ctx context.Context, node, sha256hex, actor string) err
 	if sha256hex == "" {
 		return nil
 	}
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`INSERT INTO bmc_credentials (node, cert_sha256, updated_at) VALUES (?, ?, ?)
 			ON CONFLICT (node) DO UPDATE SET cert_sha256 = excluded.cert_sha256, updated_at = excluded.updated_at WHERE bmc_credentials.cert_sha256 = ''`),
 			node, sha256hex, micros(db.now()))

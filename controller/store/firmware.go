@@ -128,9 +128,7 @@ var ErrFirmwareRunActive = errors.New("another firmware run is running")
 func (db *DB) CreateFirmwareRun(ctx context.Context, r FirmwareRun, nodes []FirmwareRunNode) (FirmwareRun, error) {
 	now := micros(db.now())
 	r.Status, r.Created = FirmwareRunning, fromMicros(now)
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var other int64
 		err := tx.QueryRowContext(ctx, db.q(`SELECT id FROM firmware_runs WHERE status = ?`), FirmwareRunning).Scan(&other)
 		if err == nil {
@@ -248,9 +246,7 @@ func (db *DB) RunningFirmwareRun(ctx context.Context) (*FirmwareRun, error) {
 // FinishFirmwareRun ends a running run (audited firmware.run.<status>).
 func (db *DB) FinishFirmwareRun(ctx context.Context, id int64, status, reason, actor string) error {
 	now := micros(db.now())
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE firmware_runs SET status = ?, reason = ?, finished_at = ? WHERE id = ? AND status = ?`),
 			status, reason, now, id, FirmwareRunning)
 		if err != nil {
@@ -272,9 +268,7 @@ func (db *DB) FinishFirmwareRun(ctx context.Context, id int64, status, reason, a
 // firmware.node.<outcome>).
 func (db *DB) FinishFirmwareNode(ctx context.Context, run int64, node, outcome, message, actor string) error {
 	now := micros(db.now())
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE firmware_run_nodes SET outcome = ?, message = ?, updated_at = ? WHERE run_id = ? AND node = ? AND outcome = ''`),
 			outcome, message, now, run, node)
 		if err != nil {
@@ -327,8 +321,7 @@ func scanFirmwareStep(s scanner) (FirmwareStep, error) {
 func (db *DB) BeginFirmwareStep(ctx context.Context, s FirmwareStep, actor string, detail any) (FirmwareStep, bool, error) {
 	now := micros(db.now())
 	created := false
-	db.auditMu.Lock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`INSERT INTO firmware_steps (idem_key, run_id, node, component, status, started_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`), s.Key, s.RunID, s.Node, s.Component, FirmwareStepStarted, now, now)
 		if err != nil {
@@ -340,7 +333,6 @@ func (db *DB) BeginFirmwareStep(ctx context.Context, s FirmwareStep, actor strin
 		created = true
 		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "firmware.flash", Node: s.Node, Outcome: "intent", Detail: detail})
 	})
-	db.auditMu.Unlock()
 	if err != nil {
 		return FirmwareStep{}, false, err
 	}
@@ -382,9 +374,7 @@ func (db *DB) FirmwareSteps(ctx context.Context, run int64) ([]FirmwareStep, err
 // accepted the package (audited firmware.task).
 func (db *DB) SetFirmwareTask(ctx context.Context, key, node, task, actor string) error {
 	now := micros(db.now())
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE firmware_steps SET task = ?, updated_at = ? WHERE idem_key = ?`), task, now, key); err != nil {
 			return fmt.Errorf("firmware step %s: record task: %w", key, err)
 		}
@@ -398,9 +388,7 @@ func (db *DB) SetFirmwareTask(ctx context.Context, key, node, task, actor string
 // transaction.
 func (db *DB) FinishFirmwareStep(ctx context.Context, key, status string, result json.RawMessage, message string, audits []AuditInput) error {
 	now := micros(db.now())
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, db.q(`UPDATE firmware_steps SET status = ?, result = ?, message = ?, updated_at = ? WHERE idem_key = ?`),
 			status, string(result), message, now, key); err != nil {
 			return fmt.Errorf("finish firmware step %s: %w", key, err)

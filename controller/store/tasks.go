@@ -34,9 +34,7 @@ type Task struct {
 func (db *DB) PutTask(ctx context.Context, t Task, actor string) (bool, error) {
 	now := micros(db.now())
 	created := false
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`INSERT INTO agent_tasks (idem_key, node, kind, payload, status, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`), t.Key, t.Node, t.Kind, string(t.Payload), TaskPending, now, now)
 		if err != nil {
@@ -109,9 +107,7 @@ func (db *DB) FinishTask(ctx context.Context, node, key string, ok bool, result 
 	if !ok {
 		status = TaskFailed
 	}
-	db.auditMu.Lock()
-	defer db.auditMu.Unlock()
-	return db.tx(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE agent_tasks SET status = ?, result = ?, message = ?, updated_at = ? WHERE idem_key = ? AND node = ? AND status IN (?, ?)`),
 			status, string(result), message, micros(db.now()), key, node, TaskPending, TaskTaken)
 		if err != nil {
