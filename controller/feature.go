@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,8 +52,12 @@ type Runtime struct {
 
 // ServeAPIWithTLS makes the API listener speak TLS with conf (for mutual
 // TLS set conf.ClientAuth; agents without a certificate still need
-// tls.VerifyClientCertIfGiven or weaker). The last call wins.
-func (rt *Runtime) ServeAPIWithTLS(conf *tls.Config) { rt.apiTLS = conf }
+// tls.VerifyClientCertIfGiven or weaker). The last call wins; APIURL says
+// https:// from then on, for the features started after it.
+func (rt *Runtime) ServeAPIWithTLS(conf *tls.Config) {
+	rt.apiTLS = conf
+	rt.APIURL = "https://" + strings.TrimPrefix(rt.APIURL, "http://")
+}
 
 // Go runs serve for the controller's lifetime, started after the
 // built-in services; an error it returns stops the controller.

@@ -86,6 +86,12 @@ func (e *APIError) Error() string {
 	return msg
 }
 
+// Do sends body (JSON, or nothing when nil) to path and decodes the reply
+// into out (nothing when nil). Features' CLI verbs use it for their routes.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	return c.do(ctx, method, path, body, out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	_, err := c.doStatus(ctx, method, path, body, out)
 	return err
@@ -112,6 +118,15 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body, out an
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var unknownCA x509.UnknownAuthorityError
+		var invalid x509.CertificateInvalidError
+		var hostname x509.HostnameError
+		switch {
+		case errors.As(err, &unknownCA):
+			return 0, fmt.Errorf("the controller at %s presents a certificate this client does not trust: %w; pass the CA that signed it with --ca-cert (RACKSTRAP_CA_CERT), e.g. DATA-DIR/tls/ca.pem on the controller's host", c.base, unwrapURL(err))
+		case errors.As(err, &invalid), errors.As(err, &hostname):
+			return 0, fmt.Errorf("the controller at %s presents a certificate that is not valid for it: %w; check --server's host name and the certificate (rackstrap serve --tls-host adds names)", c.base, unwrapURL(err))
+		}
 		return 0, fmt.Errorf("cannot reach the controller at %s: %w; start it with 'rackstrap serve' or point --server (RACKSTRAP_SERVER) at it", c.base, unwrapURL(err))
 	}
 	defer resp.Body.Close()

@@ -158,3 +158,19 @@ func TestClientSendsToken(t *testing.T) {
 		t.Fatalf("missing CA file: %v", err)
 	}
 }
+
+// TestClientNamesUntrustedCertificate: a TLS controller whose CA the client
+// lacks gets an error that says to pass --ca-cert.
+func TestClientNamesUntrustedCertificate(t *testing.T) {
+	t.Parallel()
+	s, _ := newServer(t)
+	ts := httptest.NewTLSServer(s)
+	defer ts.Close()
+	c, err := NewClientWith(ts.URL, Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Nodes(t.Context(), "", ""); err == nil || !strings.Contains(err.Error(), "--ca-cert") {
+		t.Fatalf("untrusted controller certificate: %v", err)
+	}
+}
