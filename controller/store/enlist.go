@@ -95,21 +95,6 @@ func (db *DB) RecordEnlistment(ctx context.Context, e BMCEnlistment, actor strin
 	macs, _ := json.Marshal(nonNil(e.HostMACs))
 	quirks, _ := json.Marshal(nonNil(e.Quirks))
 	now := micros(db.now())
-	// The row, then its audit entry: through the exported Audit, so that this
-	// file stays out of the store's write batching. A failure in between is
-	// repaired by the next lease, which records (and audits) again.
-	_, err := db.w.ExecContext(ctx, db.q(`INSERT INTO bmc_enlistments (`+enlistColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-		ON CONFLICT (bmc_mac) DO UPDATE SET ip = excluded.ip, endpoint = excluded.endpoint, node = excluded.node,
-			status = excluded.status, vendor = excluded.vendor, model = excluded.model, serial = excluded.serial,
-			uuid = excluded.uuid, bmc_firmware = excluded.bmc_firmware, host_macs = excluded.host_macs,
-			quirks = excluded.quirks, message = excluded.message, failure_class = excluded.failure_class,
-			attempts = bmc_enlistments.attempts + 1, last_seen = excluded.last_seen`),
-		e.MAC, e.IP, e.Endpoint, e.Node, e.Status, e.Vendor, e.Model, e.Serial, e.UUID, e.Firmware,
-		string(macs), string(quirks), e.Message, e.Class, now, now)
-	if err != nil {
-		return fmt.Errorf("record enlistment of BMC %s: %w", e.MAC, err)
-	}
 	outcome := "ok"
 	if e.Status != EnlistEnrolled {
 		outcome = "failed"
@@ -121,7 +106,22 @@ func (db *DB) RecordEnlistment(ctx context.Context, e BMCEnlistment, actor strin
 			detail[k] = v
 		}
 	}
-	return db.Audit(ctx, AuditInput{Actor: actor, Action: "bmc.enlist", Node: e.Node, Outcome: outcome, Detail: detail})
+	// The row and its audit entry land together, through the group committer.
+	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := db.exec(ctx, tx, `INSERT INTO bmc_enlistments (`+enlistColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+			ON CONFLICT (bmc_mac) DO UPDATE SET ip = excluded.ip, endpoint = excluded.endpoint, node = excluded.node,
+				status = excluded.status, vendor = excluded.vendor, model = excluded.model, serial = excluded.serial,
+				uuid = excluded.uuid, bmc_firmware = excluded.bmc_firmware, host_macs = excluded.host_macs,
+				quirks = excluded.quirks, message = excluded.message, failure_class = excluded.failure_class,
+				attempts = bmc_enlistments.attempts + 1, last_seen = excluded.last_seen`,
+			e.MAC, e.IP, e.Endpoint, e.Node, e.Status, e.Vendor, e.Model, e.Serial, e.UUID, e.Firmware,
+			string(macs), string(quirks), e.Message, e.Class, now, now)
+		if err != nil {
+			return fmt.Errorf("record enlistment of BMC %s: %w", e.MAC, err)
+		}
+		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "bmc.enlist", Node: e.Node, Outcome: outcome, Detail: detail})
+	})
 }
 
 // Enlistment returns the enlistment of the BMC with mac, or ErrNotFound.
@@ -173,13 +173,19 @@ func (db *DB) MoveEnlistedBMC(ctx context.Context, node, from, to, actor string)
 	if from == "" || to == "" || from == to {
 		return false, nil
 	}
-	res, err := db.w.ExecContext(ctx, db.q(`UPDATE nodes SET bmc = ?, updated_at = ? WHERE name = ? AND bmc = ?`), to, micros(db.now()), node, from)
-	if err != nil {
-		return false, fmt.Errorf("move BMC of %s: %w", node, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil
-	}
-	return true, db.Audit(ctx, AuditInput{Actor: actor, Action: "node.bmc.move", Node: node, Outcome: "ok",
-		Detail: map[string]any{"from": from, "to": to}})
+	moved := false
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		moved = false
+		res, err := db.exec(ctx, tx, `UPDATE nodes SET bmc = ?, updated_at = ? WHERE name = ? AND bmc = ?`, to, micros(db.now()), node, from)
+		if err != nil {
+			return fmt.Errorf("move BMC of %s: %w", node, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		moved = true
+		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "node.bmc.move", Node: node, Outcome: "ok",
+			Detail: map[string]any{"from": from, "to": to}})
+	})
+	return moved, err
 }
