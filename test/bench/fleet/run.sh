@@ -70,7 +70,7 @@ for n in $sizes; do
 done
 
 echo
-echo "Simulated fleet, Discovered → Ready, controller and simulated edge in one process on $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)); store: ${FLEET_DATABASE:+PostgreSQL}${FLEET_DATABASE:-SQLite, synchronous=FULL}; 40 machines a rack, 8 BMC/image steps at once per rack."
+echo "Simulated fleet, Discovered → Ready, controller and simulated edge in one process on $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)); store: ${FLEET_DATABASE:+PostgreSQL}${FLEET_DATABASE:-SQLite, synchronous=FULL}; 40 machines a rack, 8 BMC steps and 8 image streams at once per rack; simulated boot 1-2 s, image 2 s, burn-in 0.5 s, BMC reply 50 ms."
 echo
 echo "| machines | wall time | machines/s | peak RSS | CPU time | CPU controller / simulator | time / memory vs first row |"
 echo "| ---: | ---: | ---: | ---: | ---: | :---: | :---: |"
