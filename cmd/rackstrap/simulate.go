@@ -30,6 +30,7 @@ func newSimulateBMCCmd(g *globals) *cobra.Command {
 		port         uint16
 		plainHTTP    bool
 		user, pwFile string
+		withMockup   func(*redfishsim.Config) error
 	)
 	cmd := &cobra.Command{
 		Use:   "bmc",
@@ -62,7 +63,11 @@ against them.`,
 				n.Username, n.Password = user, password
 				list = append(list, n)
 			}
-			fleet, err := redfishsim.Start(redfishsim.Config{First: start, Port: port, HTTP: plainHTTP}, list...)
+			cfg := redfishsim.Config{First: start, Port: port, HTTP: plainHTTP}
+			if err := withMockup(&cfg); err != nil {
+				return err
+			}
+			fleet, err := redfishsim.Start(cfg, list...)
 			if err != nil {
 				return fmt.Errorf("start %d simulated BMCs: %w", nodes, err)
 			}
@@ -91,6 +96,7 @@ against them.`,
 		},
 	}
 	fl := cmd.Flags()
+	withMockup = redfishsim.MockupFlag(fl)
 	fl.IntVar(&nodes, "nodes", 8, "how many BMCs")
 	fl.StringVar(&first, "first", "127.10.0.1", "address of the first BMC; the others follow it")
 	fl.Uint16Var(&port, "port", 0, "port every BMC listens on (0: a free one)")
