@@ -1,25 +1,17 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rackstrap/rackstrap/cluster/export"
-	"github.com/rackstrap/rackstrap/controller/api"
 )
 
 func newExportCmd(g *globals) *cobra.Command {
@@ -75,60 +67,14 @@ func newExportCmd(g *globals) *cobra.Command {
 }
 
 // rawGet fetches a non-JSON API document with the global credentials.
-// (api.Client reads JSON replies only.)
 func rawGet(cmd *cobra.Command, g *globals, path string) ([]byte, error) {
-	if _, err := api.NewClientWith(g.server, g.creds); err != nil { // checks --server and the credential files
-		return nil, err
-	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-	if g.creds.CAFile != "" {
-		pem, err := os.ReadFile(g.creds.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		tlsConf.RootCAs = pool
-	}
-	if g.creds.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(g.creds.CertFile, g.creds.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		tlsConf.Certificates = []tls.Certificate{cert}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConf
-	client := &http.Client{Timeout: 60 * time.Second, Transport: tr}
-	base := strings.TrimSuffix(g.server, "/")
-	req, err := http.NewRequestWithContext(contextOrBackground(cmd), "GET", base+path, nil)
+	c, err := g.client()
 	if err != nil {
 		return nil, err
 	}
-	if g.creds.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+g.creds.Token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the controller at %s: %w; start it with 'rackstrap serve' or point --server (RACKSTRAP_SERVER) at it", base, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			msg := e.Message
-			if e.Hint != "" {
-				msg += "; " + e.Hint
-			}
-			return nil, errors.New(msg)
-		}
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return data, nil
+	var body []byte
+	err = c.Do(contextOrBackground(cmd), "GET", path, nil, &body)
+	return body, err
 }
 
 // writeAtomic writes data to path through a temporary file and a rename.

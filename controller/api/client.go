@@ -87,7 +87,9 @@ func (e *APIError) Error() string {
 }
 
 // Do sends body (JSON, or nothing when nil) to path and decodes the reply
-// into out (nothing when nil). Features' CLI verbs use it for their routes.
+// into out (nothing when nil; a *[]byte gets the reply's bytes as they
+// are, for documents that are not JSON). Features' CLI verbs use it for
+// their routes.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	return c.do(ctx, method, path, body, out)
 }
@@ -142,6 +144,10 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body, out an
 		return resp.StatusCode, e
 	}
 	if out == nil {
+		return resp.StatusCode, nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
 		return resp.StatusCode, nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
