@@ -144,7 +144,10 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 				return err
 			}
 			defer db.Close()
-			return summary(out, db, list, dataDir)
+			if err := summary(out, db, list, dataDir); err != nil {
+				return err
+			}
+			return demoFirmwareCompliance(ctx, out, rack.Nodes, "admin", "password")
 		},
 	}
 	fl := cmd.Flags()
