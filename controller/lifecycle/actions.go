@@ -53,8 +53,20 @@ func (e *Engine) Act(ctx context.Context, r Request) (model.Operation, error) {
 }
 
 // Act applies an operator action to the store (the engine picks it up on
-// its next look).
+// its next look). The action is decided on the node as read; when the
+// engine moves the node in between (a step finished), it is decided again
+// on the node as it is now, rather than refused: an operator asking to
+// provision a node that is being enrolled means it.
 func Act(ctx context.Context, db *store.DB, r Request) (model.Operation, error) {
+	for attempt := 1; ; attempt++ {
+		op, err := act(ctx, db, r)
+		if !errors.Is(err, store.ErrConflict) || attempt == 20 || ctx.Err() != nil {
+			return op, err
+		}
+	}
+}
+
+func act(ctx context.Context, db *store.DB, r Request) (model.Operation, error) {
 	n, err := db.GetNode(ctx, r.Node)
 	if err != nil {
 		return model.Operation{}, err

@@ -79,3 +79,38 @@ func TestGateHoldsThenReleases(t *testing.T) {
 		}
 	})
 }
+
+// TestActRedecidesWhenTheNodeMoves: an operator's provision on a node that
+// the engine is moving (enrolling it) is decided again on the moved node,
+// not refused as a conflict.
+func TestActRedecidesWhenTheNodeMoves(t *testing.T) {
+	t.Parallel()
+	onBoth(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var names []string
+		for i := 1; i <= 12; i++ {
+			n := model.Node{Name: "a" + string(rune('a'+i)), Desired: model.WantEnrolled, Profile: "qemu-vm",
+				Identity: model.Identity{Rack: "r1", Slot: i, BMC: "sim-bmc"}}
+			create(t, db, n)
+			names = append(names, n.Name)
+		}
+		eng, err := lifecycle.New(fastConfig(), db, openEdge(t, nil), testLogger(t), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.Serve(runCtx) }()
+		defer func() { cancel(); <-done }()
+		// Ask while the engine enrols them: some asks land between a
+		// node's read and its move.
+		want := map[string]model.State{}
+		for _, name := range names {
+			if _, err := eng.Act(ctx, lifecycle.Request{Node: name, Action: lifecycle.ActProvision, Actor: "test"}); err != nil {
+				t.Fatalf("provision %s while it is enrolled: %v", name, err)
+			}
+			want[name] = model.Ready
+		}
+		waitStates(t, db, want)
+	})
+}
