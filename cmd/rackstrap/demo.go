@@ -19,6 +19,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/bmc/discover"
 	"github.com/rackstrap/rackstrap/controller"
+	"github.com/rackstrap/rackstrap/controller/bundle"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/store"
@@ -81,11 +82,26 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 				return err
 			}
 			defer rack.Close()
-			cfg := controller.Config{DataDir: dataDir, APIListen: apiListen, Edge: rack.Edge, Boot: rack.Boot,
+			// The site gets its artifacts the way a disconnected one does:
+			// exported into a signed bundle and imported, verified, into a
+			// fresh store that trusts only the signer.
+			si := rack.Edge.SignedImage
+			site, err := bundle.RoundTrip(ctx, bundle.RoundTripInput{BootDir: rack.Boot.ArtifactDir, ImageStore: si.StoreDir,
+				Images: []string{si.Name + ":" + si.Version}, SigningKey: filepath.Join(si.StoreDir+".keys", "lab.key"),
+				WorkDir: filepath.Join(dataDir, "site")})
+			if err != nil {
+				return fmt.Errorf("demo: export and import the bundle: %w", err)
+			}
+			boot, signed, edgeCfg := *rack.Boot, *si, *rack.Edge
+			boot.ArtifactDir = site.Layout.BootDir()
+			signed.StoreDir, signed.Trusted = site.Layout.ImageStore(), site.Trusted
+			edgeCfg.SignedImage = &signed
+			cfg := controller.Config{DataDir: dataDir, APIListen: apiListen, Edge: &edgeCfg, Boot: &boot,
 				Engine: lifecycle.Config{MaxAttempts: 2, BackoffBase: 500 * time.Millisecond, Poll: 200 * time.Millisecond,
 					Deadlines: map[string]time.Duration{lifecycle.StepWaitNetboot: time.Minute, lifecycle.StepWaitFirstBoot: time.Minute}}}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Rackstrap demo: %d simulated machines in rack r1 (store: SQLite in %s)\n", nodes, dataDir)
+			fmt.Fprintf(out, "Imported signed bundle %s: %d files, signed by %s\n", site.Bundle, site.Result.Entries, site.Result.Signer[:min(19, len(site.Result.Signer))])
 
 			done := make(chan error, 1)
 			ready := make(chan *controller.Controller, 1)
