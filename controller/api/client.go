@@ -125,7 +125,7 @@ func (c *Client) doStatus(ctx context.Context, method, path string, body, out an
 		var hostname x509.HostnameError
 		switch {
 		case errors.As(err, &unknownCA):
-			return 0, fmt.Errorf("the controller at %s presents a certificate this client does not trust: %w; pass the CA that signed it with --ca-cert (RACKSTRAP_CA_CERT), e.g. DATA-DIR/tls/ca.pem on the controller's host", c.base, unwrapURL(err))
+			return 0, fmt.Errorf("the controller at %s presents a certificate this client does not trust: %w; pass the CA that signed it with --ca-cert (RACKSTRAP_CA_CERT): ca.crt in the controller's --tls-dir, DATA-DIR/tls by default", c.base, unwrapURL(err))
 		case errors.As(err, &invalid), errors.As(err, &hostname):
 			return 0, fmt.Errorf("the controller at %s presents a certificate that is not valid for it: %w; check --server's host name and the certificate (rackstrap serve --tls-host adds names)", c.base, unwrapURL(err))
 		}
