@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -129,12 +130,12 @@ func (r *rfReader) do(ctx context.Context, method, path string, body []byte, aut
 		}
 		resp, err := r.hc.Do(req)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, DeadlineFirst(ctx, err)
 		}
 		data, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
+			return nil, nil, fmt.Errorf("%s %s: %w", method, path, DeadlineFirst(ctx, err))
 		}
 		if resp.StatusCode == http.StatusUnauthorized && auth && !r.useSession && attempt == 0 && !offersBasic(resp.Header) {
 			r.useSession = true
@@ -167,7 +168,7 @@ func (r *rfReader) login(ctx context.Context) error {
 	req.Header.Set("Accept", "application/json")
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return err
+		return DeadlineFirst(ctx, err)
 	}
 	reply, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -496,4 +497,15 @@ type rfLogService struct {
 			Target string `json:"target"`
 		} `json:"#LogService.ClearLog"`
 	}
+}
+
+// DeadlineFirst names the deadline when it is what ended a request: the
+// transport may report the connection it closed on cancellation (EOF, reset)
+// before the context's error, and "EOF" sends an operator looking for a
+// cabling fault instead of a slow BMC.
+func DeadlineFirst(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+		return fmt.Errorf("%w (the connection ended with: %v)", ctxErr, err)
+	}
+	return err
 }

@@ -296,12 +296,12 @@ func (r *rf) send(ctx context.Context, method, link, contentType string, body io
 	req.SetBasicAuth(r.ep.Username, r.ep.Password)
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return reply{}, err
+		return reply{}, bmc.DeadlineFirst(ctx, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, r.maxBody+1))
 	if err != nil {
-		return reply{}, fmt.Errorf("%s %s: %w", method, link, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, link, bmc.DeadlineFirst(ctx, err))
 	}
 	if int64(len(data)) > r.maxBody {
 		return reply{}, fmt.Errorf("%s %s: %w (%d bytes)", method, link, errBodyTooLarge, r.maxBody)
