@@ -25,9 +25,12 @@ agent:
 agent-static:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rackstrap-agent-static ./cmd/rackstrap-agent
 
-# The demo needs only the controller binary (no gcc, no root).
+# The demo needs only the controller binary (no gcc, no root). As root it
+# also hands the rack to a private slurmctld (installed first on Debian when
+# missing; without it the demo says so and ends at Ready).
 demo: rackstrap
-	$(BIN)/rackstrap demo
+	@bash test/demo/slurm-deps.sh
+	$(BIN)/rackstrap demo --slurm auto
 
 test-deps:
 	bash test/install-deps.sh

@@ -29,6 +29,7 @@ import (
 func newDemoCmd(g *globals) *cobra.Command {
 	var (
 		dataDir, apiListen, logFormat, logLevel string
+		slurmMode                               string
 		nodes                                   int
 		bootDelay, timeout                      time.Duration
 		imageMiB                                int64
@@ -51,7 +52,16 @@ and verified.
 Each machine's progress is shown live until every one rests. Two machines are
 given faults on purpose: slot 3 has a GPU trained at PCIe x8 (validation
 quarantines it with a finding), slot 6 writes a corrupt image (it fails with
-image-verify-failed). The data dir is kept so you can look at it afterwards.`,
+image-verify-failed). The data dir is kept so you can look at it afterwards.
+
+With --slurm auto (what 'make demo' runs) the rack goes one step further: a
+private slurmctld and munged start in a network namespace of their own, and
+every validated machine is handed off to them as a dynamic Slurm node with
+the facts validation verified (CPUs, memory, GPUs as Gres, features naming
+its profile and rack); the demo ends with 'scontrol show nodes'. That needs
+root and Debian's slurmctld and munge: without them the demo says so and
+the rack ends at Ready. The slurmctld, its namespace and its files are
+removed when the demo ends, Ctrl-C included.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" {
@@ -75,6 +85,15 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
+			if err := validDemoSlurmMode(slurmMode); err != nil {
+				return err
+			}
+			// slurmctld starts while the rack is prepared
+			sl, err := startDemoSlurm(ctx, slurmMode)
+			if err != nil {
+				return err
+			}
+			defer sl.Close()
 
 			rack, err := lab.Prepare(lab.Config{Rack: "r1", Nodes: nodes, Dir: filepath.Join(dataDir, "artifacts"),
 				Faults: map[int]lab.Fault{3: lab.FaultGPUx8, 6: lab.FaultImageCorrupt}, BootDelay: bootDelay, ImageSize: imageMiB << 20, Log: log})
@@ -92,16 +111,27 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 			if err != nil {
 				return fmt.Errorf("demo: export and import the bundle: %w", err)
 			}
+			slurmCfg, err := sl.wait(ctx)
+			if err != nil {
+				return err
+			}
+			if slurmCfg != nil {
+				for i := range rack.Nodes {
+					rack.Nodes[i].Desired = model.WantHandedOff
+				}
+			}
 			boot, signed, edgeCfg := *rack.Boot, *si, *rack.Edge
 			boot.ArtifactDir = site.Layout.BootDir()
 			signed.StoreDir, signed.Trusted = site.Layout.ImageStore(), site.Trusted
 			edgeCfg.SignedImage = &signed
+			edgeCfg.Slurm = slurmCfg
 			cfg := controller.Config{DataDir: dataDir, APIListen: apiListen, Edge: &edgeCfg, Boot: &boot,
 				Engine: lifecycle.Config{MaxAttempts: 2, BackoffBase: 500 * time.Millisecond, Poll: 200 * time.Millisecond,
 					Deadlines: map[string]time.Duration{lifecycle.StepWaitNetboot: time.Minute, lifecycle.StepWaitFirstBoot: time.Minute}}}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Rackstrap demo: %d simulated machines in rack r1 (store: SQLite in %s)\n", nodes, dataDir)
 			fmt.Fprintf(out, "Imported signed bundle %s: %d files, signed by %s\n", site.Bundle, site.Result.Entries, site.Result.Signer[:min(19, len(site.Result.Signer))])
+			sl.header(out)
 
 			done := make(chan error, 1)
 			ready := make(chan *controller.Controller, 1)
@@ -163,6 +193,9 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 			if err := summary(out, db, list, dataDir); err != nil {
 				return err
 			}
+			if err := sl.summary(ctx, out); err != nil {
+				return err
+			}
 			return demoFirmwareCompliance(ctx, out, rack.Nodes, "admin", "password")
 		},
 	}
@@ -173,6 +206,7 @@ image-verify-failed). The data dir is kept so you can look at it afterwards.`,
 	fl.DurationVar(&bootDelay, "boot-delay", 400*time.Millisecond, "simulated firmware and kernel time per boot stage")
 	fl.Int64Var(&imageMiB, "image-mib", 64, "size of the OS image each machine streams, in MiB")
 	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "give up when the rack has not settled by then")
+	fl.StringVar(&slurmMode, "slurm", demoSlurmOff, "hand the rack to a private slurmctld: `MODE` auto (when root with slurmctld and munge installed; else say why and end at Ready), on (fail without them) or off")
 	fl.StringVar(&logFormat, "log-format", "auto", "controller logs on stderr: text or json (default: none, the live view only)")
 	fl.StringVar(&logLevel, "log-level", "info", "log level when logs are shown: debug, info, warn or error")
 	return cmd
@@ -288,7 +322,7 @@ func summary(out io.Writer, db *store.DB, nodes []model.Node, dataDir string) er
 				retries++
 			}
 		}
-		outcome := "handed off to the cluster"
+		outcome := "handed off to Slurm"
 		switch n.State {
 		case model.Failed:
 			outcome = fmt.Sprintf("failed (%s)", n.FailureClass)
