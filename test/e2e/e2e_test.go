@@ -19,8 +19,11 @@ import (
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 )
 
+// nsName is per run: newNetns removes a namespace of its name left by a
+// killed run, which must never be another run's that is still going.
+var nsName = fmt.Sprintf("rs-e2e-%d", os.Getpid())
+
 const (
-	nsName   = "rs-e2e"
 	ctlCIDR  = "10.231.0.1/24"
 	vmMAC    = "52:54:00:e2:e0:01"
 	vmCPUs   = 2
