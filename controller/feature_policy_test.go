@@ -1,17 +1,22 @@
 package controller_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rackstrap/rackstrap/controller"
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
+	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/policy"
 	"github.com/rackstrap/rackstrap/controller/store"
 	imgstore "github.com/rackstrap/rackstrap/images/store"
@@ -38,52 +43,169 @@ func loadPolicy(t *testing.T, doc string) *policy.Policy {
 	return p
 }
 
-// TestPolicyHoldsNodeInPowerWindow: inside a no-power window a validated
-// node is held from imaging, the hold names the rule and is audited, and
-// the policy in force is served and audited.
-func TestPolicyHoldsNodeInPowerWindow(t *testing.T) {
-	t.Parallel()
-	p := loadPolicy(t, "api_version: rackstrap.io/policy/v1\npower:\n  timezone: UTC\n  no_power_windows:\n    - {name: always, from: \"00:00\", to: \"00:00\"}\n")
-	cfg := controller.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 1},
-		Features: []controller.Feature{controller.NewPolicyFeature(p), openAPICheck{}}}
-	cfg.Engine.Poll = 20 * time.Millisecond
+// policyClock is a clock the test moves by hand.
+type policyClock struct{ ns atomic.Int64 }
+
+func (c *policyClock) Now() time.Time  { return time.Unix(0, c.ns.Load()) }
+func (c *policyClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// startPolicyController runs cfg until the test ends.
+func startPolicyController(t *testing.T, cfg controller.Config) *controller.Controller {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	ready := make(chan *controller.Controller, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- controller.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(c *controller.Controller) { ready <- c })
 	}()
-	var c *controller.Controller
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
 	select {
-	case c = <-ready:
+	case c := <-ready:
+		return c
 	case err := <-done:
 		t.Fatalf("controller stopped: %v", err)
-	case <-time.After(60 * time.Second):
+	case <-time.After(120 * time.Second):
 		t.Fatal("controller did not start")
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	var held string
-	for held == "" {
+	return nil
+}
+
+func policyGetJSON(t *testing.T, url string, out any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s = %d %s", url, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, b)
+	}
+}
+
+// policyWaitFor polls cond with a generous deadline (a loaded CI machine).
+func policyWaitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(180 * time.Second)
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("the node was never held by the policy")
+			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(50 * time.Millisecond)
-		entries, err := c.Store.ListAudit(ctx, store.AuditFilter{Node: "sim-r1-n01"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
-			if e.Action == "node.held" {
-				held = string(e.Detail)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func policyHoldOf(t *testing.T, c *controller.Controller, node string) *lifecycle.Hold {
+	t.Helper()
+	var holds []lifecycle.Hold
+	policyGetJSON(t, "http://"+c.API+"/api/v1/holds?node="+node, &holds)
+	if len(holds) == 0 {
+		return nil
+	}
+	return &holds[0]
+}
+
+// TestPolicyPowerWindowHoldsNotFails: inside a no-power window the
+// lifecycle's power actions (the network boot of provisioning, the
+// power-off of an operator's decommission through the API) hold the node
+// instead of failing it; the hold names the rule, is audited and served by
+// GET /api/v1/holds, and the node moves on when the window ends.
+func TestPolicyPowerWindowHoldsNotFails(t *testing.T) {
+	t.Parallel()
+	p := loadPolicy(t, "api_version: rackstrap.io/policy/v1\npower:\n  timezone: UTC\n  no_power_windows:\n    - {name: maintenance, days: [tue], from: \"10:00\", to: \"12:00\"}\n")
+	clock := &policyClock{}
+	tue := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC) // a Tuesday
+	clock.Set(tue.Add(11 * time.Hour))
+	cfg := controller.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 1},
+		Features: []controller.Feature{controller.NewPolicyFeatureAt(p, clock.Now), openAPICheck{}}}
+	cfg.Engine.Poll = 20 * time.Millisecond
+	c := startPolicyController(t, cfg)
+	ctx := context.Background()
+	const node = "sim-r1-n01"
+	base := "http://" + c.API
+
+	var h *lifecycle.Hold
+	policyWaitFor(t, "the policy to hold the node's network boot", func() bool {
+		h = policyHoldOf(t, c, node)
+		return h != nil
+	})
+	if h.Gate != "policy" || h.Rule != policy.RulePowerWindows || h.Step != lifecycle.StepBootNetwork ||
+		!h.RetryAt.Equal(tue.Add(12*time.Hour)) || !strings.Contains(h.Reason, `"maintenance"`) {
+		t.Errorf("hold = %+v, want the policy's power-windows rule at boot-network until 12:00", h)
+	}
+	if n, _ := c.Store.GetNode(ctx, node); n.State != model.Inspecting {
+		t.Errorf("held node is %s, want Inspecting (held, not Failed)", n.State)
+	}
+	var view policy.View
+	policyGetJSON(t, base+"/api/v1/policy", &view)
+	if view.Power == nil || view.Power.Rule != policy.RulePowerWindows {
+		t.Errorf("GET /api/v1/policy powerNow = %+v, want the window in force", view.Power)
+	}
+
+	clock.Set(tue.Add(12 * time.Hour))
+	policyWaitFor(t, "the node to reach Ready after the window", func() bool {
+		n, err := c.Store.GetNode(ctx, node)
+		return err == nil && n.State == model.Ready
+	})
+	if h := policyHoldOf(t, c, node); h != nil {
+		t.Errorf("still held after the window: %+v", h)
+	}
+
+	// A week on, inside the window again: an operator decommissions the
+	// node through the API; its power-off waits.
+	clock.Set(tue.Add(7*24*time.Hour + 10*time.Hour + 30*time.Minute))
+	body, _ := json.Marshal(map[string]string{"action": "decommission"})
+	resp, err := http.Post(base+"/api/v1/nodes/"+node+"/actions", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("decommission = %d", resp.StatusCode)
+	}
+	policyWaitFor(t, "the decommission's power-off to be held", func() bool {
+		h = policyHoldOf(t, c, node)
+		return h != nil && h.Step == lifecycle.StepPowerOff
+	})
+	if n, _ := c.Store.GetNode(ctx, node); n.State != model.Decommissioning {
+		t.Errorf("node held at power-off is %s, want Decommissioning", n.State)
+	}
+	clock.Set(h.RetryAt)
+	policyWaitFor(t, "the decommission to finish after the window", func() bool {
+		n, err := c.Store.GetNode(ctx, node)
+		return err == nil && n.State == model.Enrolled
+	})
+
+	entries, err := c.Store.ListAudit(ctx, store.AuditFilter{Node: node, Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, released := 0, 0
+	for _, e := range entries {
+		switch e.Action {
+		case "node.held":
+			held++
+			if !strings.Contains(string(e.Detail), `"rule":"power-windows"`) || !strings.Contains(string(e.Detail), `"gate":"policy"`) {
+				t.Errorf("node.held detail = %s, want the policy gate and the power-windows rule", e.Detail)
+			}
+		case "node.released":
+			released++
+		case "state.change":
+			if strings.Contains(string(e.Detail), "Failed") {
+				t.Errorf("the node failed: %s", e.Detail)
 			}
 		}
 	}
-	if !strings.Contains(held, `"gate":"policy"`) || !strings.Contains(held, "policy rule power-windows") || !strings.Contains(held, `\"always\"`) {
-		t.Errorf("node.held detail = %s, want the policy gate and the power-windows rule", held)
-	}
-	if n, _ := c.Store.GetNode(ctx, "sim-r1-n01"); n.State != "Validated" {
-		t.Errorf("held node is %s, want Validated", n.State)
+	if held != 2 || released != 2 {
+		t.Errorf("audit: %d holds, %d releases; want 2 of each", held, released)
 	}
 	all, _ := c.Store.ListAudit(ctx, store.AuditFilter{})
 	loaded := false
@@ -92,19 +214,6 @@ func TestPolicyHoldsNodeInPowerWindow(t *testing.T) {
 	}
 	if !loaded {
 		t.Errorf("no policy.loaded audit entry with the policy's digest")
-	}
-	resp, err := http.Get("http://" + c.API + "/api/v1/policy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(b), `"power-windows"`) || !strings.Contains(string(b), `"powerNow"`) {
-		t.Errorf("GET /api/v1/policy = %d %s", resp.StatusCode, b)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
 

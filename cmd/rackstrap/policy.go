@@ -3,11 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/policy"
 )
 
@@ -23,19 +26,22 @@ suggestion):
     - name: site-2026
       key_file: /var/lib/rackstrap/keys/trusted/<id>.pub
   require:
-    firmware_compliance: true # needs serve --firmware-baseline … --firmware-hold imaging
+    firmware_compliance: true # nodes behind serve --firmware-baseline are held …
+    firmware_compliance_before: [imaging, handoff]  # … before these moves (default both)
   images:                     # allowed images per hardware profile (NAME:VERSION patterns)
     by_profile:
       hgx-h100-8gpu: ["gpu-node:2026.11.*"]
     default: ["gpu-node:*"]
   power:
     timezone: Europe/Paris
-    no_power_windows:         # no power actions (hence no imaging) in these windows
+    no_power_windows:         # no power on, cycle or off in these windows
       - {name: business-hours, days: [mon, tue, wed, thu, fri], from: "09:00", to: "18:00"}
 
-Violations hold the node with the rule's name (audited as node.held).`,
+Violations hold the node where it is, with the rule's name (audited as node.held, listed
+by 'rackstrap policy holds'), instead of failing it: a node whose power action falls in a
+no-power window keeps its step's intent open and moves on when the window ends.`,
 	}
-	c.AddCommand(newPolicyLintCmd(g))
+	c.AddCommand(newPolicyLintCmd(g), newPolicyShowCmd(g), newPolicyHoldsCmd(g))
 	return c
 }
 
@@ -76,4 +82,77 @@ func newPolicyLintCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newPolicyShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Show the policy the controller enforces: its file, digest, rules and the no-power window in force now",
+		Long: "Asks the controller (--server) for the policy in force (GET /api/v1/policy). Viewers,\n" +
+			"operators, auditors and admins may read it.",
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			var v policy.View
+			if err := cl.Do(contextOrBackground(c), "GET", "/api/v1/policy", nil, &v); err != nil {
+				return fmt.Errorf("policy show: %w", err)
+			}
+			return render(c.OutOrStdout(), g.output, v, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "file:\t%s\n", v.File)
+				fmt.Fprintf(tw, "digest:\t%s\n", v.Digest)
+				fmt.Fprintf(tw, "rules:\t%s\n", strings.Join(v.Rules, ", "))
+				if v.Power != nil {
+					fmt.Fprintf(tw, "power now:\t%s\n", v.Power.Message)
+				} else {
+					fmt.Fprintf(tw, "power now:\tallowed\n")
+				}
+			})
+		},
+	}
+}
+
+func newPolicyHoldsCmd(g *globals) *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   "holds [--node NAME]",
+		Short: "List the nodes held where they are, with the gate and rule that hold them",
+		Long: "Asks the controller (--server) for the nodes its engine holds (GET /api/v1/holds): held by\n" +
+			"a gate before imaging or hand-off (the policy's validation, images and firmware rules, the\n" +
+			"firmware feature), or inside a step whose power action fell in a no-power window (tried\n" +
+			"again at RETRY). A held node is not failed: it moves on by itself once the rule allows it.",
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/holds"
+			if node != "" {
+				path += "?node=" + url.QueryEscape(node)
+			}
+			var holds []lifecycle.Hold
+			if err := cl.Do(contextOrBackground(c), "GET", path, nil, &holds); err != nil {
+				return fmt.Errorf("policy holds: %w", err)
+			}
+			return render(c.OutOrStdout(), g.output, holds, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "NODE\tGATE\tRULE\tAT\tSINCE\tRETRY\tREASON")
+				for _, h := range holds {
+					at := "before " + string(h.Next)
+					if h.Step != "" {
+						at = "step " + h.Step
+					}
+					retry := "-"
+					if !h.RetryAt.IsZero() {
+						retry = h.RetryAt.Local().Format(time.DateTime)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Node, h.Gate, dash(h.Rule), at, h.Since.Local().Format(time.DateTime), retry, h.Reason)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "only this node's hold")
+	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -102,8 +103,9 @@ type Engine struct {
 	running map[string]bool
 	wake    chan struct{}
 	gates   []Gate
-	holds   map[string]string // node → the reason it is held (audited when it changes)
-	queue   map[string]bool   // nodes to look at on the next pass (Act, held nodes)
+	holds   map[string]Hold  // node → why it is held (audited when it changes)
+	now     func() time.Time // the clock hold retries are measured on
+	queue   map[string]bool  // nodes to look at on the next pass (Act, held nodes)
 	owns    func(rack string) bool
 }
 
@@ -124,7 +126,8 @@ func New(cfg Config, db *store.DB, edge Edge, log *slog.Logger, metrics *Metrics
 		nextOn:  map[string]time.Time{},
 		bmcs:    map[string]*sync.Mutex{},
 		running: map[string]bool{},
-		holds:   map[string]string{},
+		holds:   map[string]Hold{},
+		now:     time.Now,
 		queue:   map[string]bool{},
 		wake:    make(chan struct{}, 1),
 	}, nil
@@ -213,10 +216,12 @@ func (e *Engine) dispatch(ctx context.Context, wg *sync.WaitGroup) error {
 		return err
 	}
 	e.mu.Lock()
-	clear(e.queue)
+	queued := e.queue
+	e.queue = map[string]bool{}
 	e.mu.Unlock()
+	now := e.clock()
 	for _, n := range nodes {
-		if plan(n) == nil || !e.owned(n.Identity.Rack) {
+		if plan(n) == nil || !e.owned(n.Identity.Rack) || (!queued[n.Name] && !e.due(n.Name, now)) {
 			continue
 		}
 		e.start(ctx, wg, n.Name)
@@ -225,17 +230,21 @@ func (e *Engine) dispatch(ctx context.Context, wg *sync.WaitGroup) error {
 }
 
 // dispatchQueued starts the nodes queued since the last pass and re-asks
-// the gates about held nodes.
+// the gates about held nodes (a node held inside a step once its retry
+// time has come).
 func (e *Engine) dispatchQueued(ctx context.Context, wg *sync.WaitGroup) {
+	now := e.clock()
 	e.mu.Lock()
 	names := make([]string, 0, len(e.queue)+len(e.holds))
 	for name := range e.queue {
 		names = append(names, name)
 	}
-	clear(e.queue)
-	for name := range e.holds {
-		names = append(names, name)
+	for name, h := range e.holds {
+		if !e.queue[name] && (h.RetryAt.IsZero() || !now.Before(h.RetryAt)) {
+			names = append(names, name)
+		}
 	}
+	clear(e.queue)
 	e.mu.Unlock()
 	for _, name := range names {
 		e.start(ctx, wg, name)
@@ -273,8 +282,21 @@ func (e *Engine) drive(ctx context.Context, name string) error {
 	}
 	for ctx.Err() == nil {
 		tr := plan(n)
-		if tr == nil || !e.owned(n.Identity.Rack) {
+		if tr == nil {
+			return e.clearHold(ctx, n.Name, nil) // at rest: nothing is held
+		}
+		if !e.owned(n.Identity.Rack) {
 			return nil
+		}
+		// A hold on a move or a step this transition no longer makes (an
+		// operator moved the node) has ended.
+		if err := e.clearHold(ctx, n.Name, func(h Hold) bool {
+			if h.Step == "" {
+				return h.Next == tr.guard
+			}
+			return slices.ContainsFunc(tr.steps, func(s step) bool { return s.name == h.Step })
+		}); err != nil {
+			return err
 		}
 		if tr.guard != "" && len(e.gates) > 0 {
 			if held, err := e.held(ctx, n, tr.guard); held || err != nil {
@@ -282,6 +304,15 @@ func (e *Engine) drive(ctx context.Context, name string) error {
 			}
 		}
 		next, err := e.transition(ctx, n, tr)
+		var sh *stepHeld
+		if errors.As(err, &sh) {
+			h := sh.held
+			gate := h.Gate
+			if gate == "" {
+				gate = "edge"
+			}
+			return e.setHold(ctx, Hold{Node: n.Name, Gate: gate, Rule: h.Rule, Reason: h.Error(), Step: sh.step, RetryAt: h.Until})
+		}
 		if err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				// Someone (an operator) moved the node: look again.
@@ -405,6 +436,11 @@ func (e *Engine) runStep(ctx context.Context, n model.Node, s step, prior result
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // shutting down: leave the intent open
 		}
+		if he := (*HeldError)(nil); errors.As(runErr, &he) {
+			// Refused for now, nothing done: the intent stays open and
+			// is resumed with its key once the hold ends.
+			return nil, &stepHeld{step: s.name, held: he}
+		}
 		if runErr == nil {
 			st.Outcome, st.Result = model.Succeeded, out
 		} else {
@@ -420,6 +456,9 @@ func (e *Engine) runStep(ctx context.Context, n model.Node, s step, prior result
 		}
 		e.metrics.stepSeconds.WithLabelValues(s.name, string(st.Outcome)).Observe(done.Duration(time.Now()).Seconds())
 		if runErr == nil {
+			if err := e.clearHold(ctx, n.Name, func(h Hold) bool { return h.Step != s.name }); err != nil {
+				return nil, err
+			}
 			return out, nil
 		}
 		e.metrics.errors.WithLabelValues(string(st.Class)).Inc()
@@ -467,7 +506,7 @@ func (e *Engine) attempt(ctx context.Context, n model.Node, s step, key string, 
 	}
 	sctx, cancel := context.WithTimeout(ctx, e.deadline(s))
 	defer cancel()
-	out, err := s.run(sctx, e.edge, n, key, prior)
+	out, err := s.run(sctx, e.getEdge(), n, key, prior)
 	if err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 		return nil, fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/rackstrap/rackstrap/controller/model"
-	"github.com/rackstrap/rackstrap/controller/store"
 )
 
 // Gate may hold a node before a guarded move: from Validated into Imaging,
@@ -28,40 +27,26 @@ func (e *Engine) AddGate(g Gate) { e.gates = append(e.gates, g) }
 // held asks the gates about moving n to next. It records a hold on the
 // node's audit timeline when the reason changes, not on every pass.
 func (e *Engine) held(ctx context.Context, n model.Node, next model.State) (bool, error) {
-	reason, gate := "", ""
+	var h *Hold
 	for _, g := range e.gates {
-		r, err := g.Hold(ctx, n, next)
+		var rule, r string
+		var err error
+		if rg, ok := g.(RuledGate); ok {
+			rule, r, err = rg.HoldRule(ctx, n, next)
+		} else {
+			r, err = g.Hold(ctx, n, next)
+		}
 		if err != nil {
 			e.log.Warn("lifecycle: gate could not decide; holding the node", "gate", g.Name(), "node", n.Name, "err", err)
 			r = "gate " + g.Name() + " could not decide: " + err.Error()
 		}
 		if r != "" {
-			reason, gate = r, g.Name()
+			h = &Hold{Node: n.Name, Gate: g.Name(), Rule: rule, Reason: r, Next: next}
 			break
 		}
 	}
-	e.mu.Lock()
-	last := e.holds[n.Name]
-	if reason == "" {
-		delete(e.holds, n.Name)
-	} else {
-		e.holds[n.Name] = reason
+	if h == nil {
+		return false, e.clearHold(ctx, n.Name, nil)
 	}
-	e.mu.Unlock()
-	if reason == last {
-		return reason != "", nil
-	}
-	action, outcome := "node.held", "held"
-	detail := map[string]string{"gate": gate, "reason": reason, "next": string(next)}
-	if reason == "" {
-		action, outcome = "node.released", "released"
-		detail = map[string]string{"next": string(next), "previous": last}
-	}
-	if err := e.db.Audit(ctx, store.AuditInput{Actor: e.cfg.Actor, Action: action, Node: n.Name, Outcome: outcome, Detail: detail}); err != nil {
-		return true, err
-	}
-	if reason != "" {
-		e.log.Info("node held", "node", n.Name, "gate", gate, "reason", reason, "before", next)
-	}
-	return reason != "", nil
+	return true, e.setHold(ctx, *h)
 }

@@ -25,9 +25,19 @@ type Env struct {
 	// ImageVersion), a plain file (PlainImage), or neither (simulated).
 	ImageStore, ImageName, ImageVersion string
 	PlainImage                          string
-	// FirmwareFeature is whether the firmware feature (and its gate) is on.
-	FirmwareFeature bool
-	Now             func() time.Time
+	// Firmware checks nodes against the site's firmware baseline (the
+	// firmware feature with a baseline); nil when there is none.
+	Firmware Firmware
+	// Now is the clock no-power windows are read on; default time.Now.
+	Now func() time.Time
+}
+
+// Firmware tells whether a node's firmware is behind the site's baseline;
+// the firmware feature implements it.
+type Firmware interface {
+	// Behind returns a non-empty reason, naming the components and what
+	// to run, when n's firmware is behind the baseline.
+	Behind(ctx context.Context, n model.Node) (string, error)
 }
 
 // Rules lists the rules the policy turns on.
@@ -63,8 +73,8 @@ func (p *Policy) Attach(ctx context.Context, env Env) error {
 			Detail: map[string]string{"rule": v.Rule, "reason": v.Message, "policy": p.Path}})
 		return v
 	}
-	if p.File.Require.FirmwareCompliance && !env.FirmwareFeature {
-		return refuse(&Violation{Rule: RuleFirmwareCompliance, Message: "the policy requires firmware compliance before imaging, but the firmware feature is off; start serve with --firmware-baseline FILE --firmware-hold imaging"})
+	if p.File.Require.FirmwareCompliance && env.Firmware == nil {
+		return refuse(&Violation{Rule: RuleFirmwareCompliance, Message: "the policy requires firmware compliance, but the firmware feature is off or has no baseline to check against; start serve with --firmware-dir DIR --firmware-baseline NAME"})
 	}
 	if len(p.Signers) > 0 && env.PlainImage != "" {
 		return refuse(&Violation{Rule: RuleSignedImages, Message: fmt.Sprintf("--image %s is a plain file, not a signed image; import it into a store and serve it with --image-store and --image NAME:VERSION", env.PlainImage)})
@@ -76,6 +86,13 @@ func (p *Policy) Attach(ctx context.Context, env Env) error {
 	}
 	g := &gate{p: p, env: env}
 	env.Engine.AddGate(g)
+	if len(p.windows) > 0 {
+		// Every power action the engine takes (boot, power cycle, power
+		// off) waits out the no-power windows; the engine holds the node
+		// until the window ends, measured on the policy's clock.
+		env.Engine.SetClock(env.Now)
+		env.Engine.WrapEdge(func(e lifecycle.Edge) lifecycle.Edge { return p.WrapEdge(e, env.Now) })
+	}
 	if env.API != nil {
 		if err := env.API.Extend(p.extension(env)); err != nil {
 			return err
@@ -95,10 +112,11 @@ func (p *Policy) Attach(ctx context.Context, env Env) error {
 
 // Check decides whether n may move to next at now: the first rule that
 // refuses, or nil. The engine asks before Validated → Imaging and
-// Ready → HandedOff.
+// Ready → HandedOff. Firmware compliance is checked by the gate, which
+// has the firmware feature at hand.
 func (p *Policy) Check(n model.Node, next model.State, image string, now time.Time) *Violation {
-	if failed := errorFindings(n.Findings); failed > 0 {
-		return &Violation{Rule: RuleValidation, Message: fmt.Sprintf("the node has %d failed validation finding(s); fix them and validate again ('rackstrap validate %s')", failed, n.Name)}
+	if v := checkValidation(n); v != nil {
+		return v
 	}
 	if next != model.Imaging {
 		return nil
@@ -110,6 +128,13 @@ func (p *Policy) Check(n model.Node, next model.State, image string, now time.Ti
 	}
 	// Imaging power-cycles the node into its network boot.
 	return p.PowerWindow(now)
+}
+
+func checkValidation(n model.Node) *Violation {
+	if failed := errorFindings(n.Findings); failed > 0 {
+		return &Violation{Rule: RuleValidation, Message: fmt.Sprintf("the node has %d failed validation finding(s); fix them and validate again ('rackstrap validate %s')", failed, n.Name)}
+	}
+	return nil
 }
 
 func errorFindings(raw json.RawMessage) int {
@@ -133,33 +158,65 @@ type gate struct {
 	env Env
 }
 
-var _ lifecycle.Gate = (*gate)(nil)
+var _ lifecycle.RuledGate = (*gate)(nil)
 
 func (g *gate) Name() string { return "policy" }
 
 func (g *gate) Hold(ctx context.Context, n model.Node, next model.State) (string, error) {
+	_, reason, err := g.HoldRule(ctx, n, next)
+	return reason, err
+}
+
+// HoldRule asks the policy's rules in order: validation, signed and
+// allowed images, firmware compliance, then the no-power window.
+func (g *gate) HoldRule(ctx context.Context, n model.Node, next model.State) (string, string, error) {
 	image := ""
 	if g.env.ImageName != "" {
 		image = g.env.ImageName + ":" + g.env.ImageVersion
 	}
 	if next == model.Imaging && g.env.ImageStore != "" {
 		if v := g.p.CheckSignedImage(g.env.ImageStore, g.env.ImageName, g.env.ImageVersion); v != nil {
-			return v.Error(), nil
+			return v.Rule, v.Error(), nil
+		}
+	}
+	if g.p.FirmwareBefore(next) {
+		if g.env.Firmware == nil {
+			v := &Violation{Rule: RuleFirmwareCompliance, Message: "the policy requires firmware compliance but no firmware baseline is configured; start serve with --firmware-baseline"}
+			return v.Rule, v.Error(), nil
+		}
+		if v := checkValidation(n); v != nil {
+			return v.Rule, v.Error(), nil
+		}
+		behind, err := g.env.Firmware.Behind(ctx, n)
+		if err != nil {
+			return RuleFirmwareCompliance, "", fmt.Errorf("policy rule %s: %w", RuleFirmwareCompliance, err)
+		}
+		if behind != "" {
+			v := &Violation{Rule: RuleFirmwareCompliance, Message: fmt.Sprintf("firmware must comply with the baseline before %s: %s", moveName(next), behind)}
+			return v.Rule, v.Error(), nil
 		}
 	}
 	if v := g.p.Check(n, next, image, g.env.Now()); v != nil {
-		return v.Error(), nil
+		return v.Rule, v.Error(), nil
 	}
-	return "", nil
+	return "", "", nil
+}
+
+func moveName(s model.State) string {
+	if s == model.HandedOff {
+		return "hand-off"
+	}
+	return "imaging"
 }
 
 // FailureClass classifies a violation for the lifecycle (lifecycle.Classified).
 func (v *Violation) FailureClass() string { return "policy-refused" }
 
-// WrapEdge refuses power actions (Boot, PowerOff) inside the policy's
-// no-power windows with a *Violation. The lifecycle's gates are asked only
-// before imaging and hand-off; this covers every power action the engine
-// takes, for a controller that wires it (see the decision record).
+// WrapEdge refuses power actions (Boot: power on or cycle; PowerOff)
+// inside the policy's no-power windows with a *lifecycle.HeldError that
+// wraps the *Violation and says when the window ends: the engine holds
+// the node, its step's intent open, and tries again then. Nothing reaches
+// the machine while it is refused. Attach wraps the engine's edge with it.
 func (p *Policy) WrapEdge(e lifecycle.Edge, now func() time.Time) lifecycle.Edge {
 	if now == nil {
 		now = time.Now
@@ -173,16 +230,26 @@ type powerGuard struct {
 	now func() time.Time
 }
 
+func (g *powerGuard) refuse() error {
+	t := g.now()
+	v := g.p.PowerWindow(t)
+	if v == nil {
+		return nil
+	}
+	end, _ := g.p.PowerResumes(t)
+	return &lifecycle.HeldError{Gate: "policy", Rule: v.Rule, Reason: v.Error(), Until: end, Err: v}
+}
+
 func (g *powerGuard) Boot(ctx context.Context, n model.Node, key string) error {
-	if v := g.p.PowerWindow(g.now()); v != nil {
-		return v
+	if err := g.refuse(); err != nil {
+		return err
 	}
 	return g.Edge.Boot(ctx, n, key)
 }
 
 func (g *powerGuard) PowerOff(ctx context.Context, n model.Node, key string) error {
-	if v := g.p.PowerWindow(g.now()); v != nil {
-		return v
+	if err := g.refuse(); err != nil {
+		return err
 	}
 	return g.Edge.PowerOff(ctx, n, key)
 }
@@ -199,7 +266,7 @@ type View struct {
 func (p *Policy) extension(env Env) api.Extension {
 	return api.Extension{
 		Name: "policy",
-		Routes: []api.Route{{Method: http.MethodGet, Path: "/api/v1/policy", Perm: api.PermAdmin,
+		Routes: []api.Route{{Method: http.MethodGet, Path: "/api/v1/policy", Perm: api.PermRead,
 			Handle: func(w http.ResponseWriter, r *http.Request) error {
 				return api.WriteJSON(w, http.StatusOK, View{File: p.Path, Digest: p.Digest, Rules: p.Rules(), Policy: p.File, Power: p.PowerWindow(env.Now())})
 			}}},

@@ -26,6 +26,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rackstrap/rackstrap/controller/model"
 	imgstore "github.com/rackstrap/rackstrap/images/store"
 )
 
@@ -66,9 +67,38 @@ type Require struct {
 	// Validation is always on (a node that fails validation is quarantined
 	// and never reaches imaging); writing false is an error.
 	Validation *bool `yaml:"validation" json:"validation"`
-	// FirmwareCompliance needs the firmware feature, holding at imaging
-	// (serve --firmware-baseline … --firmware-hold imaging).
+	// FirmwareCompliance holds a node whose firmware is behind the
+	// firmware feature's baseline (serve --firmware-baseline) before the
+	// moves FirmwareComplianceBefore names.
 	FirmwareCompliance bool `yaml:"firmware_compliance" json:"firmware_compliance"`
+	// FirmwareComplianceBefore lists the moves held: imaging, handoff;
+	// empty: both.
+	FirmwareComplianceBefore []string `yaml:"firmware_compliance_before" json:"firmware_compliance_before,omitempty"`
+}
+
+// Moves FirmwareComplianceBefore may name.
+const (
+	BeforeImaging = "imaging"
+	BeforeHandoff = "handoff"
+)
+
+// FirmwareBefore reports whether the policy holds a node behind its
+// firmware baseline from moving to next.
+func (p *Policy) FirmwareBefore(next model.State) bool {
+	r := p.File.Require
+	if !r.FirmwareCompliance {
+		return false
+	}
+	want := ""
+	switch next {
+	case model.Imaging:
+		want = BeforeImaging
+	case model.HandedOff:
+		want = BeforeHandoff
+	default:
+		return false
+	}
+	return len(r.FirmwareComplianceBefore) == 0 || slices.Contains(r.FirmwareComplianceBefore, want)
 }
 
 // Images says which images each hardware profile may receive: NAME:VERSION
@@ -235,6 +265,14 @@ func (p *Policy) semantic(c *checker, root *yaml.Node) {
 		}
 		p.Signers = append(p.Signers, pub)
 	}
+	for _, b := range f.Require.FirmwareComplianceBefore {
+		if b != BeforeImaging && b != BeforeHandoff {
+			c.add(find(root, "require", "firmware_compliance_before"), "require.firmware_compliance_before", "%q is not a move; use imaging, handoff or both", b)
+		}
+	}
+	if len(f.Require.FirmwareComplianceBefore) > 0 && !f.Require.FirmwareCompliance {
+		c.add(find(root, "require", "firmware_compliance_before"), "require.firmware_compliance_before", "says when to check firmware compliance, but firmware_compliance is not true; add 'firmware_compliance: true' or remove the line")
+	}
 	if v := f.Require.Validation; v != nil && !*v {
 		c.add(find(root, "require", "validation"), "require.validation", "cannot be false: a node that fails validation is never imaged or handed off; remove the line")
 	}
@@ -322,27 +360,84 @@ var ErrViolation = errors.New("refused by the local policy")
 func (v *Violation) Unwrap() error { return ErrViolation }
 
 // PowerWindow returns the window that forbids power actions at t, if any.
+// Its message names the window and when power actions may resume; it stays
+// the same throughout the window (a hold is audited once, not each minute).
 func (p *Policy) PowerWindow(t time.Time) *Violation {
+	w, _ := p.windowAt(t)
+	if w == nil {
+		return nil
+	}
+	resume := "when the policy allows it"
+	if end, ok := p.PowerResumes(t); ok {
+		resume = "at " + end.In(p.loc).Format("Mon 2006-01-02 15:04 MST")
+	}
+	return &Violation{Rule: RulePowerWindows, Message: fmt.Sprintf("no power actions during %q (%s, %s); the node moves on %s",
+		w.name, w.spec(), p.loc, resume)}
+}
+
+// PowerResumes returns when power actions are allowed again after t: t
+// itself outside every window; false when the windows cover the next
+// weeks without a gap (a permanent freeze).
+func (p *Policy) PowerResumes(t time.Time) (time.Time, bool) {
+	for range 64 {
+		_, end := p.windowAt(t)
+		if end.IsZero() {
+			return t, true
+		}
+		t = end
+	}
+	return t, false
+}
+
+// windowAt returns the first window in force at t and when it ends.
+func (p *Policy) windowAt(t time.Time) (*window, time.Time) {
 	lt := t.In(p.loc)
 	m := lt.Hour()*60 + lt.Minute()
 	day := int(lt.Weekday())
 	prev := (day + 6) % 7
-	for _, w := range p.windows {
-		in := false
+	y, mo, d := lt.Date()
+	at := func(dayOffset, minute int) time.Time {
+		return time.Date(y, mo, d+dayOffset, minute/60, minute%60, 0, 0, p.loc)
+	}
+	for i := range p.windows {
+		w := &p.windows[i]
 		switch {
 		case w.from == w.to:
-			in = w.days[day]
+			if w.days[day] {
+				return w, at(1, 0)
+			}
 		case w.from < w.to:
-			in = w.days[day] && m >= w.from && m < w.to
+			if w.days[day] && m >= w.from && m < w.to {
+				return w, at(0, w.to)
+			}
 		default: // wraps past midnight
-			in = (w.days[day] && m >= w.from) || (w.days[prev] && m < w.to)
-		}
-		if in {
-			return &Violation{Rule: RulePowerWindows, Message: fmt.Sprintf("no power actions during %q (%s local time, %s); the node moves on when the window ends",
-				w.name, lt.Format("Mon 15:04"), p.loc)}
+			if w.days[day] && m >= w.from {
+				return w, at(1, w.to)
+			}
+			if w.days[prev] && m < w.to {
+				return w, at(0, w.to)
+			}
 		}
 	}
-	return nil
+	return nil, time.Time{}
+}
+
+// spec writes a window as the policy gave it: "mon,tue 22:00-06:00".
+func (w *window) spec() string {
+	var days []string
+	for i, on := range w.days {
+		if on {
+			days = append(days, dayNames[i])
+		}
+	}
+	when := "every day"
+	if len(days) < 7 {
+		when = strings.Join(days, ",")
+	}
+	if w.from == w.to {
+		return when + ", all day"
+	}
+	return fmt.Sprintf("%s %02d:%02d-%02d:%02d", when, w.from/60, w.from%60, w.to/60, w.to%60)
 }
 
 // ImageAllowed checks that image (NAME:VERSION) may go to nodes of profile.

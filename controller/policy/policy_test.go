@@ -86,6 +86,8 @@ func TestParseErrors(t *testing.T) {
 		"both key kinds": {strings.Replace(good, "key_file: site.pub", "key_file: site.pub\n    keys_dir: keys", 1), `give either key_file`},
 		"empty keyring":  {strings.Replace(good, "key_file: site.pub", "keys_dir: nokeys", 1), `has no trusted keys`},
 		"wrong shape":    {"api_version: rackstrap.io/policy/v1\ntrusted_signers: yes\n", `trusted_signers: want a list, got "yes"`},
+		"bad move":       {strings.Replace(good, "firmware_compliance: false", "firmware_compliance: true\n  firmware_compliance_before: [imagin]", 1), `require.firmware_compliance_before: "imagin" is not a move`},
+		"before alone":   {strings.Replace(good, "firmware_compliance: false", "firmware_compliance_before: [handoff]", 1), `firmware_compliance is not true`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -228,6 +230,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("a: &x [*x]\n"))
 	f.Add([]byte("images: {by_profile: {p: [\"[\"]}}\n"))
 	f.Add([]byte("- - - -\n"))
+	f.Add([]byte("api_version: rackstrap.io/policy/v1\nrequire: {firmware_compliance: true, firmware_compliance_before: [handoff]}\npower: {timezone: UTC, no_power_windows: [{from: '22:00', to: '06:00', days: [fri]}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data, "fuzz.yaml")
 		if err != nil {
@@ -236,5 +239,7 @@ func FuzzParse(f *testing.F) {
 		p.PowerWindow(time.Now())
 		p.ImageAllowed("x", "a:b")
 		p.Check(model.Node{}, model.Imaging, "a:b", time.Now())
+		p.PowerResumes(time.Now())
+		p.FirmwareBefore(model.HandedOff)
 	})
 }
