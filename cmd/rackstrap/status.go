@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -14,12 +15,29 @@ import (
 	"github.com/rackstrap/rackstrap/controller/api"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/store"
 )
+
+// optional ignores a 404: a controller without the route has nothing to say.
+func optional(err error) error {
+	var ae *api.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return nil
+	}
+	return err
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
 
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Summarise every rack: how many nodes are in each state, and which need a technician",
+		Short: "Summarise every rack: nodes in each state, which need a technician, which controller drives it and its image cache",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -35,10 +53,25 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var leases struct {
+				Leases []store.RackLease `json:"leases"`
+				Now    time.Time         `json:"now"`
+			}
+			var caches struct {
+				Caches []store.RackCache `json:"caches"`
+			}
+			if err := optional(c.Do(ctx, "GET", "/api/v1/rack-leases", nil, &leases)); err != nil {
+				return err
+			}
+			if err := optional(c.Do(ctx, "GET", "/api/v1/rack-caches", nil, &caches)); err != nil {
+				return err
+			}
 			out := struct {
-				Racks     []model.RackSummary `json:"racks"`
-				NeedsHelp []model.Node        `json:"needsTechnician"`
-			}{racks, stuck}
+				Racks      []model.RackSummary `json:"racks"`
+				NeedsHelp  []model.Node        `json:"needsTechnician"`
+				RackLeases []store.RackLease   `json:"rackLeases"`
+				RackCaches []store.RackCache   `json:"rackCaches"`
+			}{racks, stuck, nonNilSlice(leases.Leases), nonNilSlice(caches.Caches)}
 			return render(cmd.OutOrStdout(), g.output, out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "RACK\tNODES\tSTATES")
 				for _, r := range racks {
@@ -53,6 +86,29 @@ func newStatusCmd(g *globals) *cobra.Command {
 						name = "(no rack)"
 					}
 					fmt.Fprintf(w, "%s\t%d\t%s\n", name, r.Nodes, strings.Join(parts, ", "))
+				}
+				if len(leases.Leases) > 0 {
+					// Ages against the controller's clock: leases are its.
+					fmt.Fprintln(w, "\nRACK LEASE\tCONTROLLER\tUNTIL\tHAND-OVERS")
+					for _, l := range leases.Leases {
+						until := l.Expires.Format(time.RFC3339)
+						if left := l.Expires.Sub(leases.Now); left > 0 {
+							until += fmt.Sprintf(" (in %s)", left.Round(time.Second))
+						} else {
+							until += " (expired: any controller may take it)"
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", l.Rack, l.Holder, until, l.Epoch-1)
+					}
+				}
+				if len(caches.Caches) > 0 {
+					fmt.Fprintln(w, "\nRACK CACHE\tURL\tSTATE")
+					for _, c := range caches.Caches {
+						state := "live until " + c.Expires.Format(time.RFC3339)
+						if !c.Live {
+							state = "expired " + c.Expires.Format(time.RFC3339) + ": nodes fetch from the controller"
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\n", c.Rack, c.URL, state)
+					}
 				}
 				if len(stuck) > 0 {
 					fmt.Fprintln(w, "\nNEEDS A TECHNICIAN\tSTATE\tWHY")

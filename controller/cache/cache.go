@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // ErrDigest means the upstream's bytes do not hash to the digest asked for.
@@ -77,7 +78,10 @@ type Config struct {
 	// ReadHeaderTimeout and IdleTimeout guard against slow or idle
 	// clients (defaults 10 s, 60 s).
 	ReadHeaderTimeout, IdleTimeout time.Duration
-	Log                            *slog.Logger
+	// Metrics, when set, is served at /metrics (Register adds the cache's
+	// counters to a registry).
+	Metrics prometheus.Gatherer
+	Log     *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -323,12 +327,18 @@ func validDigest(d string) bool {
 	return true
 }
 
-// ServeHTTP serves blobs, /healthz and /stats.
+// ServeHTTP serves blobs, /healthz, /stats (the counters as JSON) and
+// /metrics (with Config.Metrics).
 func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthz":
 		io.WriteString(w, "ok\n")
 		return
+	case "/metrics":
+		if c.cfg.Metrics != nil {
+			promhttp.HandlerFor(c.cfg.Metrics, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+			return
+		}
 	case "/stats":
 		w.Header().Set("Content-Type", "application/json")
 		s := c.Stats()
