@@ -31,57 +31,7 @@ import (
 func TestFirmwareHoldUntilARunUpdatesTheNode(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	fleet, err := redfishsim.Start(redfishsim.Config{HTTP: true}, redfishsim.SampleNode(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fleet.Close() })
-	sim := fleet.BMCs()[0]
-
-	data := t.TempDir()
-	db, err := store.Open(ctx, "", data, store.Options{RelaxedSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := db.CreateNode(ctx, model.Node{Name: "fw-n01", Identity: model.Identity{BMC: sim.Endpoint(), Rack: "fw", Slot: 1}, Profile: "qemu-vm", Desired: model.WantReady}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	box, err := secrets.LoadOrCreate(filepath.Join(data, "secret.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sealed, err := box.Seal("password", "fw-n01")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.SetBMCLogin(ctx, "fw-n01", "admin", sealed, "test"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-
-	fwDir := t.TempDir()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rules []string
-	for _, p := range []struct{ id, file, version string }{{"BMC", "bmc-1.5.0.bin", "1.5.0"}, {"BIOS", "bios-2.2.0.bin", "2.2.0"}} {
-		file := filepath.Join(fwDir, p.file)
-		if err := os.WriteFile(file, []byte("firmware "+p.file), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sig, sha, err := firmware.SignPackage(file, priv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file+".sig", sig, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rules = append(rules, fmt.Sprintf("  - id: %s\n    version: %s\n    package: {file: %s, sha256: %s, signature: %s.sig}\n", p.id, p.version, p.file, sha, p.file))
-	}
-	if err := os.WriteFile(filepath.Join(fwDir, "fleet.yaml"), []byte("name: fleet-2026q4\ncomponents:\n"+strings.Join(rules, "")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	data, fwDir, pub, sim := firmwareFixture(t)
 
 	cfg := controller.Config{DataDir: data, APIListen: "127.0.0.1:0",
 		Simulate: &controller.SimConfig{Nodes: 0, Edge: simedge.Config{BootTime: 50 * time.Millisecond, ImageTime: 50 * time.Millisecond, BurnInTime: 50 * time.Millisecond}},
@@ -147,9 +97,69 @@ func TestFirmwareHoldUntilARunUpdatesTheNode(t *testing.T) {
 	}
 }
 
+// firmwareFixture makes a store with one node, fw-n01, whose simulated
+// BMC reports BMC 1.4.2 and BIOS 2.1.7, and a firmware directory with the
+// baseline "fleet" (BMC 1.5.0, BIOS 2.2.0) and its packages signed by pub.
+func firmwareFixture(t *testing.T) (data, fwDir string, pub ed25519.PublicKey, sim *redfishsim.BMC) {
+	t.Helper()
+	ctx := context.Background()
+	fleet, err := redfishsim.Start(redfishsim.Config{HTTP: true}, redfishsim.SampleNode(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fleet.Close() })
+	sim = fleet.BMCs()[0]
+
+	data = t.TempDir()
+	db, err := store.Open(ctx, "", data, store.Options{RelaxedSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.CreateNode(ctx, model.Node{Name: "fw-n01", Identity: model.Identity{BMC: sim.Endpoint(), Rack: "fw", Slot: 1}, Profile: "qemu-vm", Desired: model.WantReady}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(data, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := box.Seal("password", "fw-n01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetBMCLogin(ctx, "fw-n01", "admin", sealed, "test"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	fwDir = t.TempDir()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	for _, p := range []struct{ id, file, version string }{{"BMC", "bmc-1.5.0.bin", "1.5.0"}, {"BIOS", "bios-2.2.0.bin", "2.2.0"}} {
+		file := filepath.Join(fwDir, p.file)
+		if err := os.WriteFile(file, []byte("firmware "+p.file), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sig, sha, err := firmware.SignPackage(file, priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file+".sig", sig, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, fmt.Sprintf("  - id: %s\n    version: %s\n    package: {file: %s, sha256: %s, signature: %s.sig}\n", p.id, p.version, p.file, sha, p.file))
+	}
+	if err := os.WriteFile(filepath.Join(fwDir, "fleet.yaml"), []byte("name: fleet-2026q4\ncomponents:\n"+strings.Join(rules, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data, fwDir, pub, sim
+}
+
 func fwWaitUntil(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(180 * time.Second) // generous: a loaded CI machine
 	for !ok() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
