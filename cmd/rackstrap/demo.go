@@ -63,7 +63,7 @@ root and Debian's slurmctld and munge: without them the demo says so and
 the rack ends at Ready. The slurmctld, its namespace and its files are
 removed when the demo ends, Ctrl-C included.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			if dataDir == "" {
 				dir, err := os.MkdirTemp("", "rackstrap-demo-")
 				if err != nil {
@@ -81,9 +81,17 @@ removed when the demo ends, Ctrl-C included.`,
 					return err
 				}
 			}
-			ctx, stop := signal.NotifyContext(contextOrBackground(cmd), os.Interrupt, syscall.SIGTERM)
+			parent := contextOrBackground(cmd)
+			sigCtx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer func() {
+				// runs last: the rack, the controller and the slurmctld
+				// have stopped by now
+				if err != nil && sigCtx.Err() != nil && parent.Err() == nil {
+					err = fmt.Errorf("demo interrupted; everything it started has stopped (%v); what it did is in %s", err, dataDir)
+				}
+			}()
+			ctx, cancel := context.WithTimeout(sigCtx, timeout)
 			defer cancel()
 			if err := validDemoSlurmMode(slurmMode); err != nil {
 				return err
