@@ -99,6 +99,9 @@ type Server struct {
 	ready chan struct{}
 	mu    sync.Mutex
 	addr  netip.AddrPort
+
+	fileMu    sync.Mutex
+	fileBytes map[string]uint64 // body bytes sent per artifact path
 }
 
 // New validates cfg and returns a server.
@@ -125,6 +128,20 @@ func (s *Server) Addr() netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// FileBytes returns the body bytes sent for each artifact served since
+// start, by clean relative path (one entry per file that exists: the map
+// is as bounded as the artifact store). It measures what the boot server
+// sent for images against what rack caches fetched.
+func (s *Server) FileBytes() map[string]uint64 {
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
+	out := make(map[string]uint64, len(s.fileBytes))
+	for k, v := range s.fileBytes {
+		out[k] = v
+	}
+	return out
 }
 
 // Stats returns the counters.
@@ -320,6 +337,15 @@ func (s *Server) file(w *logWriter, r *http.Request) {
 		return
 	}
 	s.files.Add(1)
+	before := w.n
+	defer func() {
+		s.fileMu.Lock()
+		if s.fileBytes == nil {
+			s.fileBytes = map[string]uint64{}
+		}
+		s.fileBytes[name] += uint64(w.n - before)
+		s.fileMu.Unlock()
+	}()
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
 	w.Header().Set("Accept-Ranges", "bytes")
 	// ServeContent answers Range, If-None-Match, If-Modified-Since and HEAD.

@@ -129,6 +129,10 @@ func TestFilesWithCurl(t *testing.T) {
 	if st := s.Stats(); st.Refused < 3 || st.Scripts != 1 {
 		t.Errorf("Stats() = %+v, want ≥3 refused and 1 script", st)
 	}
+	// A full GET and 100 bytes of a range (HEAD and 304 send no body).
+	if got, want := s.FileBytes(), map[string]uint64{"vmlinuz": uint64(len(data)) + 100}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("FileBytes() = %v, want %v", got, want)
+	}
 }
 
 func TestScript(t *testing.T) {

@@ -272,6 +272,9 @@ type controller struct {
 	// result (a controller that lost the result in a crash).
 	unavailable atomic.Int32
 	redeliver   atomic.Bool
+	// imageURL, when set before hosts boot, gives a node's image URL (the
+	// controller's RackCacheImage: its rack's cache); it must not block.
+	imageURL func(node, url, sha256 string) string
 }
 
 type token struct {
@@ -397,8 +400,12 @@ func (c *controller) checkIn(w http.ResponseWriter, r *http.Request) {
 	switch in.Phase {
 	case "netboot":
 		sum := sha256.Sum256(c.image)
+		url := c.bootURL + "/image.raw"
+		if c.imageURL != nil {
+			url = c.imageURL(tk.node, url, hex.EncodeToString(sum[:]))
+		}
 		payload, _ := json.Marshal(map[string]any{
-			"url": c.bootURL + "/image.raw", "sha256": hex.EncodeToString(sum[:]), "size": len(c.image),
+			"url": url, "sha256": hex.EncodeToString(sum[:]), "size": len(c.image),
 			"server": c.srv.URL, "firstBootToken": c.newToken(tk.node, "firstboot"),
 		})
 		c.tasks[tk.node] = append(c.tasks[tk.node], &ctlTask{agentTask: agentTask{Key: key + "/image", Node: tk.node, Kind: "image", Payload: payload}})

@@ -10,6 +10,13 @@
 #   FLEET_DATABASE=postgres://...  run on PostgreSQL instead of SQLite
 #   BENCH_OUT=DIR             keep the JSON results and CPU profiles there
 #   RACKSTRAP=PATH            the binary (default bin/rackstrap, built if missing)
+#   FLEET_CACHE_RACK_SIZES="10 40"  hosts per rack of the rack-cache measure
+#
+# Then the image bytes the controller's boot server sends per node, with and
+# without a rack cache (controller/cache, `serve --role rack-cache`): two
+# racks of real-protocol simulated hosts (test/fleet: DHCP through a relay,
+# TFTP, HTTP, the agent streaming and hashing its image), counted by the
+# boot server itself (pxe/http FileBytes).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 
@@ -75,4 +82,26 @@ echo
 echo "| machines | wall time | machines/s | peak RSS | CPU time | CPU controller / simulator | time / memory vs first row |"
 echo "| ---: | ---: | ---: | ---: | ---: | :---: | :---: |"
 printf '%s\n' "${rows[@]}"
+
+cache_rows=()
+for per in ${FLEET_CACHE_RACK_SIZES:-"10 40"}; do
+	echo "bench-fleet: rack cache, 2 racks of $per real-protocol hosts..." >&2
+	log="$out/cache-$per.log"
+	if ! FLEET_CACHE_RACK_SIZE=$per go test -count=1 -run 'TestRackCacheBytes$' -v ./test/fleet >"$log" 2>&1; then
+		echo "bench-fleet: MISSED: the rack-cache measure failed (see $log)" >&2
+		tail -20 "$log" >&2
+		fail=1
+		continue
+	fi
+	line=$(grep -o 'cache-bytes: .*' "$log" | head -1)
+	val() { echo "$line" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+	image=$(val image) without=$(val perNodeWithout) with=$(val perNodeWith)
+	cache_rows+=("| 2 × $per | $(awk -v b="$image" 'BEGIN{printf "%.0f KB", b/1000}') | $(awk -v b="$without" -v i="$image" 'BEGIN{printf "%.0f B (%.2f images)", b, b/i}') | $(awk -v b="$with" -v i="$image" 'BEGIN{printf "%.0f B (%.3f images)", b, b/i}') | $(awk -v a="$without" -v b="$with" 'BEGIN{printf "%.0f×", a/b}') |")
+done
+echo
+echo "Image bytes the controller's boot server sent per node, without and with one rack cache per rack (real-protocol simulated hosts on loopback, counted by the boot server):"
+echo
+echo "| racks × hosts | image | per node, no cache | per node, rack cache | reduction |"
+echo "| :---: | ---: | ---: | ---: | ---: |"
+printf '%s\n' "${cache_rows[@]}"
 exit $fail
