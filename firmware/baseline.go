@@ -1,7 +1,6 @@
 package firmware
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,13 +9,13 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 	"github.com/rackstrap/rackstrap/hwprofiles/version"
+	"github.com/rackstrap/rackstrap/internal/strictyaml"
 )
 
 // Baseline is the firmware a profile or fleet must run: a YAML file such as
@@ -136,40 +135,12 @@ func (b *Baseline) Rule(c inventory.FirmwareComponent) (Rule, bool) {
 	return Rule{}, false
 }
 
-// ParseError is one problem in a baseline file, with its position.
-type ParseError struct {
-	File   string `json:"file,omitempty"`
-	Line   int    `json:"line"`
-	Column int    `json:"column"`
-	Key    string `json:"key,omitempty"` // "components[1].package.sha256"
-	Msg    string `json:"message"`
-}
-
-func (e *ParseError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		b.WriteByte(':')
-	}
-	fmt.Fprintf(&b, "%d:%d: ", e.Line, e.Column)
-	if e.Key != "" {
-		b.WriteString(e.Key)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+// ParseError is one problem in a baseline file, with its position; Key is
+// the dotted path of the value: "components[1].package.sha256".
+type ParseError = strictyaml.Error
 
 // ParseErrors is every problem found in one baseline, in file order.
-type ParseErrors []*ParseError
-
-func (es ParseErrors) Error() string {
-	parts := make([]string, len(es))
-	for i, e := range es {
-		parts[i] = e.Error()
-	}
-	return strings.Join(parts, "\n")
-}
+type ParseErrors = strictyaml.Errors
 
 // MaxBaselineSize caps a baseline file.
 const MaxBaselineSize = 1 << 20
@@ -224,59 +195,56 @@ func relTo(dir, p string) string {
 // and inconsistent rules are errors (ParseErrors) naming line, column and
 // key.
 func Parse(data []byte) (*Baseline, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, ParseErrors{{Line: 1, Column: 1, Msg: "the baseline is empty; it needs a name and components"}}
-		}
+	doc, err := strictyaml.ReadDocument(data)
+	if errors.Is(err, strictyaml.ErrEmpty) {
+		return nil, ParseErrors{{Line: 1, Column: 1, Msg: "the baseline is empty; it needs a name and components"}}
+	}
+	if err != nil {
 		return nil, yamlError(err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		line := extra.Line
-		if err != nil {
-			return nil, yamlError(err)
-		}
-		return nil, ParseErrors{{Line: line, Column: 1, Msg: "more than one YAML document; a baseline is one document"}}
+	if doc.NextErr != nil {
+		return nil, yamlError(doc.NextErr)
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	if doc.Next != nil {
+		return nil, ParseErrors{{Line: doc.Next.Line, Column: 1, Msg: "more than one YAML document; a baseline is one document"}}
 	}
-	c := &checker{pos: map[string]*yaml.Node{}}
-	c.check(root, reflect.TypeFor[Baseline](), "")
-	if len(c.errs) > 0 {
-		return nil, c.errs
+	root := doc.Root
+	errs, pos := strict.Check(root, reflect.TypeFor[Baseline](), "")
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	var b Baseline
 	if err := root.Decode(&b); err != nil {
 		return nil, ParseErrors{{Line: root.Line, Column: root.Column, Msg: err.Error()}}
 	}
 	for i := range b.Components {
-		if n := c.pos[fmt.Sprintf("components[%d]", i)]; n != nil {
+		if n := pos[fmt.Sprintf("components[%d]", i)]; n != nil {
 			b.Components[i].Line = n.Line
 		}
 	}
-	if errs := b.validate(c.pos); len(errs) > 0 {
+	if errs := b.validate(pos); len(errs) > 0 {
 		return nil, errs
 	}
 	return &b, nil
 }
 
+// strict is how baselines are checked: aliases are followed, a null leaves
+// an optional (pointer) value out, and an unknown key is reported at its
+// own path with the known fields.
+var strict = strictyaml.Checker{
+	Nulls: strictyaml.NullForPointers,
+	Messages: strictyaml.Messages{
+		UnknownKey: func(key string, known []string) string {
+			return fmt.Sprintf("unknown field %q; known fields: %s", key, strings.Join(known, ", "))
+		},
+	},
+}
+
 // yamlError turns a YAML syntax error ("yaml: line 3: ...") into a
 // ParseError with the line.
 func yamlError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
-	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if n, tail, ok := strings.Cut(rest, ":"); ok {
-			if l, err := strconv.Atoi(n); err == nil {
-				line, msg = l, strings.TrimSpace(tail)
-			}
-		}
-	}
-	return ParseErrors{{Line: line, Column: 1, Msg: msg}}
+	line, msg := strictyaml.Locate(err)
+	return ParseErrors{{Line: max(line, 1), Column: 1, Msg: msg}}
 }
 
 // validate checks what the structure cannot: required fields, versions,
@@ -375,103 +343,4 @@ func validSHA256(s string) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
-}
-
-// checker walks a YAML node tree alongside the Go type it will decode
-// into, collecting every unknown key, duplicate key and wrongly typed value
-// with its position (so that Decode afterwards cannot fail), and records
-// each key's node for later messages.
-type checker struct {
-	errs ParseErrors
-	pos  map[string]*yaml.Node
-}
-
-func (c *checker) add(n *yaml.Node, key, format string, args ...any) {
-	c.errs = append(c.errs, &ParseError{Line: n.Line, Column: n.Column, Key: key, Msg: fmt.Sprintf(format, args...)})
-}
-
-func join(p, key string) string {
-	if p == "" {
-		return key
-	}
-	return p + "." + key
-}
-
-func (c *checker) check(n *yaml.Node, t reflect.Type, p string) {
-	for depth := 0; n.Kind == yaml.AliasNode && n.Alias != nil && depth < 8; depth++ {
-		n = n.Alias
-	}
-	if n.Kind == yaml.AliasNode {
-		c.add(n, p, "alias nested too deep")
-		return
-	}
-	c.pos[p] = n
-	switch t.Kind() {
-	case reflect.Pointer:
-		if n.Tag == "!!null" {
-			return
-		}
-		c.check(n, t.Elem(), p)
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			c.add(n, p, "want a mapping of keys, got %s", describe(n))
-			return
-		}
-		fields := map[string]reflect.Type{}
-		var known []string
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			fields[name] = f.Type
-			known = append(known, name)
-		}
-		seen := map[string]int{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			key := join(p, k.Value)
-			if line, dup := seen[k.Value]; dup {
-				c.add(k, key, "duplicate key (first at line %d)", line)
-				continue
-			}
-			seen[k.Value] = k.Line
-			ft, ok := fields[k.Value]
-			if !ok {
-				c.add(k, key, "unknown field %q; known fields: %s", k.Value, strings.Join(known, ", "))
-				continue
-			}
-			c.check(v, ft, key)
-		}
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			c.add(n, p, "want a list, got %s", describe(n))
-			return
-		}
-		for i, e := range n.Content {
-			c.check(e, t.Elem(), fmt.Sprintf("%s[%d]", p, i))
-		}
-	case reflect.String:
-		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-			c.add(n, p, "want a string, got %s", describe(n))
-		}
-	default:
-		c.add(n, p, "internal: no strict check for %s", t)
-	}
-}
-
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return strconv.Quote(n.Value)
-	}
-	return "something else"
 }

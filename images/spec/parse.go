@@ -1,18 +1,16 @@
 package spec
 
 import (
-	"bytes"
-	"encoding"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/rackstrap/rackstrap/internal/strictyaml"
 )
 
 // Pos is a place in a spec file.
@@ -125,264 +123,98 @@ func decode(data []byte, file string) (*Spec, Errors) {
 	if len(data) > MaxSpecSize {
 		return nil, Errors{{File: file, Msg: fmt.Sprintf("spec is %d bytes, more than the %d allowed; an image spec is a short YAML file", len(data), MaxSpecSize)}}
 	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: file, Msg: "spec is empty; start from 'rackstrap image lint --example'"}}
-		}
+	doc, err := strictyaml.ReadDocument(data)
+	if errors.Is(err, strictyaml.ErrEmpty) {
+		return nil, Errors{{File: file, Msg: "spec is empty; start from 'rackstrap image lint --example'"}}
+	}
+	if err != nil {
 		return nil, Errors{yamlError(file, err)}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	if extra := doc.Next; extra != nil {
 		return nil, Errors{{File: file, Pos: Pos{extra.Line, extra.Column}, Msg: "more than one YAML document; an image spec is one document"}}
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	w := &walker{file: file, pos: map[string]Pos{}, depth: 0}
-	w.check(root, reflect.TypeOf(Spec{}), "")
-	if len(w.errs) > 0 {
-		return nil, w.errs
+	errs, nodes := strict.Check(doc.Root, reflect.TypeFor[Spec](), "")
+	if len(errs) > 0 {
+		out := make(Errors, len(errs))
+		for i, e := range errs {
+			out[i] = &Error{File: file, Pos: Pos{e.Line, e.Column}, Path: e.Key, Msg: e.Msg}
+		}
+		return nil, out
 	}
 	var s Spec
-	if err := root.Decode(&s); err != nil {
+	if err := doc.Root.Decode(&s); err != nil {
 		return nil, Errors{yamlError(file, err)}
 	}
 	s.File = file
-	s.pos = w.pos
+	s.pos = make(map[string]Pos, len(nodes))
+	for path, n := range nodes {
+		if path != "" {
+			s.pos[path] = Pos{n.Line, n.Column}
+		}
+	}
 	return &s, nil
+}
+
+// strict is how specs are checked: no anchors or aliases (they can expand
+// exponentially, and a spec is short enough without them), a null stands
+// for an absent value (the validator decides whether it was required), and
+// an unknown key is reported at the enclosing key with a suggestion or the
+// keys known there.
+var strict = strictyaml.Checker{
+	Nulls:           strictyaml.NullAnywhere,
+	RefuseAliases:   "YAML anchors and aliases (&, *) are not supported in image specs; write the value out",
+	RefuseAnchors:   true,
+	UnknownAtParent: true,
+	Messages: strictyaml.Messages{
+		UnknownKey: func(key string, known []string) string {
+			known = sorted(known)
+			if s := strictyaml.Suggest(key, known); s != "" {
+				return fmt.Sprintf("unknown key %q; did you mean %q?", key, s)
+			}
+			return fmt.Sprintf("unknown key %q; known keys here: %s", key, strings.Join(known, ", "))
+		},
+		DuplicateKey: func(first int) string {
+			return fmt.Sprintf("key given twice (first on line %d); keep one", first)
+		},
+		NotMapping: func(known []string, got string) string {
+			return fmt.Sprintf("want a mapping of keys (%s), got %s", strings.Join(sorted(known), ", "), got)
+		},
+	},
 }
 
 // yamlError turns a yaml.v3 error ("yaml: line 3: ...") into an *Error.
 func yamlError(file string, err error) *Error {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	e := &Error{File: file, Msg: msg}
-	var line int
-	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+	e := &Error{File: file}
+	line, msg := strictyaml.Locate(err)
+	e.Msg = msg
+	if line > 0 {
 		e.Pos = Pos{Line: line, Col: 1}
-		e.Msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
-	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		e.Msg = strings.TrimPrefix(te.Errors[0], "yaml: ")
-		if n, _ := fmt.Sscanf(e.Msg, "line %d:", &line); n == 1 {
-			e.Pos = Pos{Line: line, Col: 1}
-			e.Msg = strings.TrimSpace(e.Msg[strings.Index(e.Msg, ":")+1:])
-		}
-	}
-	if e.Pos.Line == 0 {
-		e.Pos = Pos{}
 	}
 	return e
-}
-
-// walker checks a YAML node tree against a Go type before decoding, so every
-// unknown key and wrong type is reported with its position, not only the first.
-type walker struct {
-	file  string
-	errs  Errors
-	pos   map[string]Pos
-	depth int
-}
-
-var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
-
-func (w *walker) errorf(n *yaml.Node, path, format string, args ...any) {
-	w.errs = append(w.errs, &Error{File: w.file, Pos: Pos{n.Line, n.Column}, Path: path, Msg: fmt.Sprintf(format, args...)})
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return "something else"
-}
-
-func (w *walker) check(n *yaml.Node, t reflect.Type, path string) {
-	w.depth++
-	defer func() { w.depth-- }()
-	if w.depth > 64 {
-		w.errorf(n, path, "nesting is too deep")
-		return
-	}
-	if n.Kind == yaml.AliasNode || n.Anchor != "" {
-		// Aliases can expand exponentially; a spec is short enough without them.
-		w.errorf(n, path, "YAML anchors and aliases (&, *) are not supported in image specs; write the value out")
-		return
-	}
-	if path != "" {
-		w.pos[path] = Pos{n.Line, n.Column}
-	}
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // absent value: the validator decides whether it was required
-	}
-	if reflect.PointerTo(t).Implements(textUnmarshaler) {
-		if n.Kind != yaml.ScalarNode {
-			w.errorf(n, path, "want a single value, got %s", kindName(n))
-			return
-		}
-		v := reflect.New(t).Interface().(encoding.TextUnmarshaler)
-		if err := v.UnmarshalText([]byte(n.Value)); err != nil {
-			w.errorf(n, path, "%v", err)
-		}
-		return
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			w.errorf(n, path, "want a mapping of keys (%s), got %s", strings.Join(knownKeys(t), ", "), kindName(n))
-			return
-		}
-		fields := structFields(t)
-		seen := map[string]int{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			key := k.Value
-			sub := join(path, key)
-			if k.Kind != yaml.ScalarNode {
-				w.errorf(k, path, "keys must be plain words")
-				continue
-			}
-			ft, ok := fields[key]
-			if !ok {
-				msg := fmt.Sprintf("unknown key %q", key)
-				if s := closest(key, knownKeys(t)); s != "" {
-					msg += fmt.Sprintf("; did you mean %q?", s)
-				} else {
-					msg += fmt.Sprintf("; known keys here: %s", strings.Join(knownKeys(t), ", "))
-				}
-				w.errs = append(w.errs, &Error{File: w.file, Pos: Pos{k.Line, k.Column}, Path: path, Msg: msg})
-				continue
-			}
-			if line, dup := seen[key]; dup {
-				w.errorf(k, sub, "key given twice (first on line %d); keep one", line)
-				continue
-			}
-			seen[key] = k.Line
-			w.pos[sub] = Pos{v.Line, v.Column}
-			w.check(v, ft, sub)
-		}
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			w.errorf(n, path, "want a list, got %s", kindName(n))
-			return
-		}
-		for i, c := range n.Content {
-			w.check(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
-		}
-	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			w.errorf(n, path, "want a string, got %s", kindName(n))
-		}
-	case reflect.Bool:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			w.errorf(n, path, "want true or false, got %s", kindName(n))
-		}
-	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint32, reflect.Uint64:
-		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			w.errorf(n, path, "want a whole number, got %s", kindName(n))
-		}
-	}
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
 }
 
 // structFields maps YAML keys to field types, flattening ",inline" fields.
 func structFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		tag := f.Tag.Get("yaml")
-		if tag == "-" {
-			continue
-		}
-		name, opts, _ := strings.Cut(tag, ",")
-		if strings.Contains(opts, "inline") {
-			for k, v := range structFields(f.Type) {
-				out[k] = v
-			}
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		out[name] = f.Type
+	for _, f := range strictyaml.Fields(t) {
+		out[f.Name] = f.Type
 	}
 	return out
 }
 
+// knownKeys lists the YAML keys of struct type t, sorted.
 func knownKeys(t reflect.Type) []string {
 	var ks []string
-	for k := range structFields(t) {
-		ks = append(ks, k)
+	for _, f := range strictyaml.Fields(t) {
+		ks = append(ks, f.Name)
 	}
-	sort.Strings(ks)
-	return ks
+	return sorted(ks)
 }
 
-// closest returns the known key nearest to key when it is a likely typo.
-func closest(key string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(key), k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best == "" {
-		// kernelVersion vs kernel_version, sshKeys vs ssh_authorized_keys
-		norm := strings.ReplaceAll(strings.ToLower(key), "-", "_")
-		for _, k := range known {
-			if strings.ReplaceAll(k, "_", "") == strings.ReplaceAll(norm, "_", "") {
-				return k
-			}
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+func sorted(keys []string) []string {
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
+	return keys
 }
 
 // PosOf returns where the value at a key path was written, if it was.
