@@ -33,8 +33,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -166,6 +168,7 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurmlocal: %w", err)
 	}
+	sweep(filepath.Dir(dir))
 	if err := searchable(dir); err != nil {
 		os.Remove(dir)
 		return nil, err
@@ -190,6 +193,16 @@ func Start(ctx context.Context, opt Options) (_ *Cluster, err error) {
 	}
 	if c.Netns == "" {
 		c.Netns, c.ownNetns = "rs-slurm-"+suffix(), true
+	}
+	// what a sweep by a later Start needs if this process is killed
+	owner := fmt.Sprintf("%d %s\n", os.Getpid(), c.Netns)
+	if !c.ownNetns {
+		owner = fmt.Sprintf("%d\n", os.Getpid())
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(owner), 0o644); err != nil {
+		return nil, fmt.Errorf("slurmlocal: %w", err)
+	}
+	if c.ownNetns {
 		for _, args := range [][]string{
 			{"netns", "add", c.Netns},
 			{"-n", c.Netns, "link", "set", "lo", "up"},
@@ -370,6 +383,48 @@ func (c *Cluster) Close() error {
 		errs = append(errs, fmt.Errorf("slurmlocal: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// ownerFile in a cluster's directory holds the PID of the process that
+// started it and the namespace Start created for it, if any.
+const ownerFile = "owner"
+
+var ownNetnsRE = regexp.MustCompile(`^rs-slurm-[0-9a-f]{8}$`)
+
+// sweep removes what clusters of processes that died without Close (a
+// SIGKILL) left in tmp: their namespace and directory. The daemons died with
+// them (DieWithParent) or are killed here when still in the namespace. A
+// directory whose owner still runs, or that has no owner file, is left
+// alone.
+func sweep(tmp string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "rackstrap-slurm-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[0])
+		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		if len(f) > 1 && ownNetnsRE.MatchString(f[1]) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if out, err := exec.CommandContext(ctx, "ip", "netns", "pids", f[1]).Output(); err == nil {
+				for _, p := range strings.Fields(string(out)) {
+					if n, err := strconv.Atoi(p); err == nil && n > 0 {
+						syscall.Kill(n, syscall.SIGKILL)
+					}
+				}
+			}
+			exec.CommandContext(ctx, "ip", "netns", "del", f[1]).Run()
+			cancel()
+		}
+		os.RemoveAll(d)
+	}
 }
 
 // searchable checks that every directory above dir lets others search it:

@@ -3,6 +3,7 @@ package slurmlocal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,6 +176,52 @@ func TestNodeLines(t *testing.T) {
 		got := NodeLines(in)
 		if strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("NodeLines(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestSweep: what a killed process left (its namespace and directory) goes
+// at the next Start; a live owner's directory, and one without an owner
+// file, stay.
+func TestSweep(t *testing.T) {
+	require(t)
+	t.Parallel()
+	tmp := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ns := "rs-slurm-" + suffix()
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", ns, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	mk := func(name, owner string) string {
+		d := filepath.Join(tmp, name)
+		if err := os.MkdirAll(filepath.Join(d, "state"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if owner != "" {
+			if err := os.WriteFile(filepath.Join(d, ownerFile), []byte(owner), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	left := mk("rackstrap-slurm-1", fmt.Sprintf("%d %s\n", dead.Process.Pid, ns))
+	live := mk("rackstrap-slurm-2", fmt.Sprintf("%d rs-slurm-00000000\n", os.Getpid()))
+	unknown := mk("rackstrap-slurm-3", "")
+	other := mk("something-else", fmt.Sprintf("%d\n", dead.Process.Pid))
+	sweep(tmp)
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sweep left the dead owner's %s (%v)", left, err)
+	}
+	if netnsExists(t, ns) {
+		t.Errorf("sweep left the dead owner's namespace %s", ns)
+	}
+	for _, d := range []string{live, unknown, other} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("sweep removed %s: %v", d, err)
 		}
 	}
 }
