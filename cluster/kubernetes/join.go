@@ -105,11 +105,12 @@ func NodeName(name string) (string, error) {
 
 // The kubeadm configuration types below mirror the fields of kubeadm's
 // JoinConfiguration in k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm
-// (v1beta4 and v1beta3). That package is not importable: k8s.io/kubernetes
-// cannot be required as a module (its go.mod replaces every staging
-// module with v0.0.0), and no module in the local mirror carries the
-// upstream types. Decoding strictly into these mirrors (unknown fields are
-// errors) is how tests check what RenderCloudInit writes.
+// (v1beta4 and v1beta3). That package cannot be a dependency of this module
+// (k8s.io/kubernetes's go.mod requires every staging module at v0.0.0 and
+// replaces it with a local directory), so rendering uses these mirrors, and
+// the nested module test/kubeadm, which pins the staging modules with its
+// own replace directives, decodes what RenderCloudInit writes with the real
+// types, strictly (TestKubeadmAPITypes runs it).
 
 // JoinConfigurationV1beta4 mirrors kubeadm.k8s.io/v1beta4 JoinConfiguration.
 type JoinConfigurationV1beta4 struct {
