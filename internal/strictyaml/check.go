@@ -164,18 +164,9 @@ func (w *walk) check(n *yaml.Node, t reflect.Type, path string, depth int, alias
 			w.add(n, path, "want a mapping, got %s", Describe(n))
 			return
 		}
-		seen := map[string]int{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Kind != yaml.ScalarNode {
-				w.add(k, path, "keys must be plain words")
-				continue
-			}
-			if !w.once(seen, k, Join(path, k.Value)) {
-				continue
-			}
-			w.check(v, t.Elem(), Join(path, k.Value), depth+1, aliased)
-		}
+		w.entries(n, path, func(_, v *yaml.Node, key string) {
+			w.check(v, t.Elem(), key, depth+1, aliased)
+		})
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			w.add(n, path, "want a list, got %s", Describe(n))
@@ -225,17 +216,7 @@ func (w *walk) mapping(n *yaml.Node, t reflect.Type, path string, depth int, ali
 		}
 		return
 	}
-	seen := map[string]int{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			w.add(k, path, "keys must be plain words")
-			continue
-		}
-		key := Join(path, k.Value)
-		if !w.once(seen, k, key) {
-			continue
-		}
+	w.entries(n, path, func(k, v *yaml.Node, key string) {
 		ft, ok := types[k.Value]
 		if !ok {
 			msg := UnknownField
@@ -247,25 +228,34 @@ func (w *walk) mapping(n *yaml.Node, t reflect.Type, path string, depth int, ali
 				at = path
 			}
 			w.add(k, at, "%s", msg(k.Value, known))
-			continue
+			return
 		}
 		w.check(v, ft, key, depth+1, aliased)
-	}
+	})
 }
 
-// once records key k in seen and reports whether it is its first time.
-func (w *walk) once(seen map[string]int, k *yaml.Node, key string) bool {
-	first, dup := seen[k.Value]
-	if !dup {
+// entries calls each for every key of mapping n given once, with the
+// key's path; keys that are not scalars and keys given again are errors.
+func (w *walk) entries(n *yaml.Node, path string, each func(k, v *yaml.Node, key string)) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			w.add(k, path, "keys must be plain words")
+			continue
+		}
+		key := Join(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			if m := w.Messages.DuplicateKey; m != nil {
+				w.add(k, key, "%s", m(first))
+			} else {
+				w.add(k, key, "duplicate key (first at line %d)", first)
+			}
+			continue
+		}
 		seen[k.Value] = k.Line
-		return true
+		each(k, v, key)
 	}
-	if m := w.Messages.DuplicateKey; m != nil {
-		w.add(k, key, "%s", m(first))
-	} else {
-		w.add(k, key, "duplicate key (first at line %d)", first)
-	}
-	return false
 }
 
 // unmarshal hands n to the type's own UnmarshalYAML.
