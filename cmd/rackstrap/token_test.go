@@ -60,12 +60,16 @@ func TestServeWithAccessControl(t *testing.T) {
 		t.Fatalf("token create --bootstrap printed %q (stderr %q)", out, note)
 	}
 
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte("api_version: rackstrap.io/policy/v1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeTCPAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := runCtx(ctx, "serve", "--data-dir", data, "--api-listen", addr, "--simulate", "0", "--auth", "on", "--log-format", "json", "--log-level", "error")
+		_, err := runCtx(ctx, "serve", "--data-dir", data, "--api-listen", addr, "--simulate", "1", "--auth", "on", "--policy", policyFile, "--log-format", "json", "--log-level", "error")
 		done <- err
 	}()
 	server := "https://" + addr
@@ -102,6 +106,26 @@ func TestServeWithAccessControl(t *testing.T) {
 	viewer := &globals{server: server, creds: api.Credentials{Token: made.Secret, CAFile: caFile}}
 	if _, _, err := runAuth(t, viewer, "token", "list"); err == nil || !strings.Contains(err.Error(), "role viewer") {
 		t.Errorf("token list as a viewer: %v", err)
+	}
+	// An auditor: the audit log and reports only. 'rackstrap report' and
+	// 'policy show' work; what operators read to run the site does not.
+	out, _, err = runAuth(t, admin, "token", "create", "--name", "audit", "--role", "auditor", "-o", "json")
+	var audTok auth.NewTokenReply
+	if err != nil || json.Unmarshal([]byte(out), &audTok) != nil {
+		t.Fatalf("token create --role auditor: %v\n%s", err, out)
+	}
+	auditor := &globals{server: server, output: "table", creds: api.Credentials{Token: audTok.Secret, CAFile: caFile}}
+	if got, err := runKeysBundleCmd(t, newReportCmd(auditor), "--rack", "sim-r1", "--format", "json"); err != nil || !strings.Contains(got, "sim-r1-n01") {
+		t.Errorf("report as an auditor = %v\n%.300s", err, got)
+	}
+	if got, err := runKeysBundleCmd(t, newPolicyCmd(auditor), "show"); err != nil || !strings.Contains(got, "sha256:") || !strings.Contains(got, "validation") {
+		t.Errorf("policy show as an auditor = %v\n%s", err, got)
+	}
+	if _, err := runKeysBundleCmd(t, newPolicyCmd(auditor), "holds"); err == nil || !strings.Contains(err.Error(), "role auditor") {
+		t.Errorf("policy holds as an auditor (operators' view) = %v, want refused", err)
+	}
+	if got, err := runKeysBundleCmd(t, newPolicyCmd(viewer), "holds"); err != nil || !strings.Contains(got, "RULE") {
+		t.Errorf("policy holds as a viewer = %v\n%s", err, got)
 	}
 	out, _, err = runAuth(t, admin, "token", "list")
 	if err != nil || !regexp.MustCompile(`(?m)^ci\s+viewer\s+active`).MatchString(out) || !strings.Contains(out, "root") || strings.Contains(out, made.Secret) {

@@ -108,7 +108,7 @@ func (a *Authenticator) Authorize(r *http.Request, perm api.Permission) (string,
 		}
 		return "", a.refuse(r, reason, id.caller, err)
 	}
-	if !id.role.Allows(perm) {
+	if !id.role.AllowsRoute(r.Method, r.URL.Path, perm) {
 		need := leastRole(perm)
 		return "", a.refuse(r, "role", id.caller, api.Errorf(http.StatusForbidden, "forbidden",
 			fmt.Sprintf("ask an admin for a token or certificate with role %s or one that includes it ('rackstrap token create --role %s')", need, need),

@@ -27,7 +27,7 @@ const (
 	Viewer   Role = "viewer"   // read nodes, racks, operations
 	Operator Role = "operator" // read, and provision, power, validate
 	Admin    Role = "admin"    // everything: configuration, credentials, tokens, certificates, audit
-	Auditor  Role = "auditor"  // the audit log and reports only
+	Auditor  Role = "auditor"  // the audit log and reports only (with the AuditorReads)
 )
 
 // Roles lists the roles in order of power, for help texts and tests.
@@ -60,6 +60,35 @@ func (r Role) Allows(perm api.Permission) bool {
 		return perm == api.PermRead
 	case Auditor:
 		return perm == api.PermAudit
+	}
+	return false
+}
+
+// AuditorReads are the read routes ("METHOD PATH") that reports are made
+// of: an auditor, who holds the audit permission only, may use them too, so
+// that 'rackstrap report' and the policy in force are theirs to read
+// (issue 12: "auditor: audit log and reports only"). Nothing here changes
+// anything.
+var AuditorReads = []string{
+	"GET /api/v1/nodes",               // rackstrap report: the rack's nodes, inventories, validation
+	"GET /api/v1/policy",              // the local policy in force
+	"GET /api/v1/firmware/compliance", // the firmware compliance report
+}
+
+// AllowsRoute says whether r may use the route method path that requires
+// perm: what Allows says, and for auditors the AuditorReads.
+func (r Role) AllowsRoute(method, path string, perm api.Permission) bool {
+	if r.Allows(perm) {
+		return true
+	}
+	if r != Auditor || perm != api.PermRead {
+		return false
+	}
+	route := method + " " + strings.TrimSuffix(path, "/")
+	for _, a := range AuditorReads {
+		if a == route {
+			return true
+		}
 	}
 	return false
 }

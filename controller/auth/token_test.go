@@ -30,6 +30,28 @@ func TestRolesAllow(t *testing.T) {
 	if Role("root").Allows(api.PermRead) {
 		t.Error("an unknown role allows read")
 	}
+	for _, tc := range []struct {
+		role         Role
+		method, path string
+		perm         api.Permission
+		want         bool
+	}{
+		{Auditor, "GET", "/api/v1/nodes", api.PermRead, true},
+		{Auditor, "GET", "/api/v1/nodes/", api.PermRead, true},
+		{Auditor, "GET", "/api/v1/policy", api.PermRead, true},
+		{Auditor, "GET", "/api/v1/firmware/compliance", api.PermRead, true},
+		{Auditor, "GET", "/api/v1/nodes/n1", api.PermRead, false},
+		{Auditor, "GET", "/api/v1/racks", api.PermRead, false},
+		{Auditor, "POST", "/api/v1/nodes", api.PermOperate, false},
+		{Auditor, "POST", "/api/v1/nodes", api.PermRead, false},
+		{Auditor, "GET", "/api/v1/tokens", api.PermAdmin, false},
+		{Viewer, "GET", "/api/v1/audit", api.PermAudit, false},
+		{Viewer, "GET", "/api/v1/nodes", api.PermRead, true},
+	} {
+		if got := tc.role.AllowsRoute(tc.method, tc.path, tc.perm); got != tc.want {
+			t.Errorf("%s AllowsRoute(%s %s, %s) = %v, want %v", tc.role, tc.method, tc.path, tc.perm, got, tc.want)
+		}
+	}
 	for _, r := range Roles {
 		if got, err := ParseRole(string(r)); err != nil || got != r {
 			t.Errorf("ParseRole(%s) = %s, %v", r, got, err)
