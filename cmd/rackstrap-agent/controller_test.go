@@ -267,7 +267,7 @@ func TestImageThenFirstBoot(t *testing.T) {
 	if task.Status != store.TaskDone || imageResult(t, task) != (edge.ImageResult{SHA256: sha(img), Bytes: int64(len(img))}) {
 		t.Fatalf("image task = %+v (%s), want done with the image's sha256\nstdout:\n%s\nstderr:\n%s", task, task.Result, stdout, stderr)
 	}
-	if !strings.Contains(task.Message, "read it back") {
+	if !strings.Contains(task.Message, "read every byte back") {
 		t.Errorf("task message = %q", task.Message)
 	}
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, img) {

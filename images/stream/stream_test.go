@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -204,4 +206,88 @@ func TestWriteFromStore(t *testing.T) {
 	if !bytes.Equal(contents(t, dst, len(img)), img) {
 		t.Fatal("target differs")
 	}
+}
+
+// lying is a disk that reads back one byte wrong.
+type lying struct {
+	*os.File
+	at int64
+}
+
+func (l lying) ReadAt(p []byte, off int64) (int, error) {
+	n, err := l.File.ReadAt(p, off)
+	if l.at >= off && l.at < off+int64(n) {
+		p[l.at-off] ^= 0x40
+	}
+	return n, err
+}
+
+// zeroer counts ZeroRange calls and zeroes by writing.
+type zeroer struct {
+	*os.File
+	calls, bytes int64
+}
+
+func (z *zeroer) ZeroRange(off, n int64) error {
+	z.calls++
+	z.bytes += n
+	_, err := z.File.WriteAt(make([]byte, n), off)
+	return err
+}
+
+func TestReadBack(t *testing.T) {
+	t.Parallel()
+	img, a := image(t)
+	// a sparse target is given its length first: a zero gap past the end
+	// of what is written so far would read back short
+	target := func(t *testing.T) *os.File {
+		f := target(t)
+		if err := f.Truncate(int64(len(img))); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	t.Run("every byte read back", func(t *testing.T) {
+		t.Parallel()
+		dst := target(t)
+		p, err := Write(context.Background(), dst, bytes.NewReader(img), a, Options{ReadBack: dst, From: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ReadBack != int64(len(img))-1<<20 {
+			t.Errorf("read back %d bytes, want %d (all of [From, end), zero gaps included)", p.ReadBack, len(img)-1<<20)
+		}
+	})
+	for name, at := range map[string]int64{"in a data range": 17<<20 + 3, "in a zero gap": 25 << 20, "in the tail": int64(len(img)) - 2} {
+		t.Run("a disk that does not keep a byte "+name, func(t *testing.T) {
+			t.Parallel()
+			dst := target(t)
+			_, err := Write(context.Background(), dst, bytes.NewReader(img), a, Options{ReadBack: lying{dst, at}})
+			if !errors.Is(err, ErrReadBack) || !strings.Contains(err.Error(), "byte "+strconv.FormatInt(at, 10)+" differs") {
+				t.Fatalf("Write() = %v, want ErrReadBack naming byte %d", err, at)
+			}
+		})
+	}
+	t.Run("a disk that ends early", func(t *testing.T) {
+		t.Parallel()
+		dst := target(t)
+		short := io.NewSectionReader(dst, 0, 30<<20)
+		_, err := Write(context.Background(), dst, bytes.NewReader(img), a, Options{ReadBack: short})
+		if !errors.Is(err, ErrReadBack) {
+			t.Fatalf("Write() = %v, want ErrReadBack", err)
+		}
+	})
+	t.Run("zero gaps through Zeroer", func(t *testing.T) {
+		t.Parallel()
+		f := target(t)
+		f.WriteAt(bytes.Repeat([]byte{0xee}, len(img)), 0)
+		z := &zeroer{File: f}
+		p, err := Write(context.Background(), z, bytes.NewReader(img), a, Options{WriteZeros: true, ReadBack: f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if z.calls == 0 || z.bytes != p.Zero || p.Written+p.Zero != int64(len(img)) || !bytes.Equal(contents(t, f, len(img)), img) {
+			t.Errorf("zeroer: %d calls, %d bytes; progress %+v", z.calls, z.bytes, p)
+		}
+	})
 }

@@ -12,6 +12,7 @@
 package imaging
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,7 +67,9 @@ func isHex(s string) bool {
 }
 
 // Result is what the agent reports: the sha256 of the bytes read back from
-// the target after writing, and how many.
+// the target after writing, and how many. Every byte is read back and
+// compared with the bytes whose sha256 was verified while streaming, so
+// SHA256 is the task's sha256 exactly when the whole disk matched.
 type Result struct {
 	SHA256 string `json:"sha256"`
 	Bytes  int64  `json:"bytes"`
@@ -84,17 +87,26 @@ type Report struct {
 	// Resumes counts the download's reconnections.
 	Resumes int
 	Elapsed time.Duration
-	// Stream and ReadBack split Elapsed: download, verify and write; then
-	// sync, read back and hash.
+	// Stream and ReadBack split Elapsed: download, verify, write and read
+	// back (overlapped); then the first MiB written and read back, and the
+	// final fsync.
 	Stream, ReadBack time.Duration
+	// Direct says the read-back bypassed the page cache (O_DIRECT); else
+	// each range was written back and dropped from the cache before it was
+	// read.
+	Direct bool
 }
 
 // String is the task's message.
 func (r Report) String() string {
 	mib := float64(r.Bytes) / (1 << 20)
 	rate := mib / max(r.Elapsed.Seconds(), 1e-3)
-	s := fmt.Sprintf("wrote %.1f MiB to %s in %v (%.0f MiB/s; streaming %v, sync and read-back %v), read it back: sha256 %s", mib, r.Target, r.Elapsed.Round(time.Millisecond), rate,
-		r.Stream.Round(time.Millisecond), r.ReadBack.Round(time.Millisecond), r.SHA256)
+	how := "O_DIRECT"
+	if !r.Direct {
+		how = "through the page cache, each range dropped from it first"
+	}
+	s := fmt.Sprintf("wrote %.1f MiB to %s in %v (%.0f MiB/s; streaming and read-back %v, first MiB and sync %v), read every byte back (%s) and compared it with the verified stream: sha256 %s", mib, r.Target, r.Elapsed.Round(time.Millisecond), rate,
+		r.Stream.Round(time.Millisecond), r.ReadBack.Round(time.Millisecond), how, r.SHA256)
 	if r.AlreadyGood > 0 {
 		s += fmt.Sprintf("; %.1f MiB were already on the disk (resumed)", float64(r.AlreadyGood)/(1<<20))
 	}
@@ -124,16 +136,18 @@ type Options struct {
 	// ProgressEvery is how often progress is logged (default 5s).
 	ProgressEvery time.Duration
 	Logger        *slog.Logger
+	// noDirect reads back through the page cache (as where O_DIRECT is
+	// refused): for tests.
+	noDirect bool
 }
 
 // headSize is what is held back and written last: the protective MBR and
 // the primary GPT live in the first MiB of a GPT disk.
 const headSize = 1 << 20
 
-// readBuf is the read-back buffer.
-const readBuf = 8 << 20
-
-// Write streams the image to the target, verifies it, and reads it back.
+// Write streams the image to the target, verifies it, and reads it back:
+// every range is read back (O_DIRECT where the target allows it) and
+// compared with the verified bytes while the next range is written.
 func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	start := time.Now()
 	if err := p.Check(); err != nil {
@@ -168,6 +182,9 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		return rep, err
 	}
 	defer t.Close()
+	if o.noDirect {
+		t.useCache()
+	}
 	rep.Device = t.device
 	if t.capacity >= 0 && t.capacity < p.Size {
 		return rep, fmt.Errorf("disk too small: %s holds %d bytes (%s), the image is %d bytes (%s)",
@@ -197,6 +214,9 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		}
 	}
 
+	if err := t.setLength(p.Size); err != nil {
+		return rep, err
+	}
 	ahead = newPrefetch(src, 4, 4<<20)
 	head := &headCapture{r: ahead, buf: make([]byte, 0, min(headSize, p.Size))}
 	wrote := false
@@ -213,14 +233,15 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	lastLog := time.Now()
 	wrote = true
 	prog, err := stream.Write(ctx, t, head, art, stream.Options{
-		WriteZeros: t.device,
+		WriteZeros: !t.sparse,
 		Resume:     o.Resume,
 		From:       int64(cap(head.buf)),
+		ReadBack:   t.back,
 		Progress: func(pr stream.Progress) {
 			if time.Since(lastLog) >= o.ProgressEvery {
 				lastLog = time.Now()
 				el := time.Since(start).Seconds()
-				log.Info("imaging", "read", pr.Read, "of", pr.Total, "percent", pr.Read*100/max(pr.Total, 1), "MiBps", int(float64(pr.Read)/(1<<20)/max(el, 1e-3)))
+				log.Info("imaging", "read", pr.Read, "of", pr.Total, "percent", pr.Read*100/max(pr.Total, 1), "readBack", pr.ReadBack, "MiBps", int(float64(pr.Read)/(1<<20)/max(el, 1e-3)))
 			}
 		},
 	})
@@ -228,6 +249,9 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	if err != nil {
 		if errors.Is(err, stream.ErrCorrupt) {
 			return rep, fmt.Errorf("image verification failed: %w", err)
+		}
+		if errors.Is(err, stream.ErrReadBack) {
+			return rep, fmt.Errorf("read-back verification failed on %s: %w", o.Target, err)
 		}
 		return rep, err
 	}
@@ -244,25 +268,33 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	ahead.stop()
 	ahead = nil
 	rep.Resumes = src.Resumes
-	if err := t.finish(p.Size); err != nil {
-		return rep, err
-	}
 	rep.Stream = time.Since(start)
+	// the head read back too, then everything made durable
+	if _, err := stream.Write(ctx, t, bytes.NewReader(head.buf), headArtifact(head.buf), stream.Options{Resume: true, ReadBack: t.back}); err != nil {
+		return rep, fmt.Errorf("read-back verification failed on %s: %w", o.Target, err)
+	}
 	if err := t.sync(); err != nil {
 		return rep, err
 	}
-	sum, n, err := hashBack(ctx, t, p.Size)
 	rep.ReadBack = time.Since(start) - rep.Stream
-	if err != nil {
-		return rep, fmt.Errorf("read back %s: %w", o.Target, err)
+	// Every byte of [0, size) was read back from the target and found equal
+	// to the bytes whose sha256 is p.SHA256, so what the disk holds hashes
+	// to p.SHA256.
+	rep.Bytes = prog.ReadBack + int64(len(head.buf))
+	if rep.Bytes != p.Size {
+		return rep, fmt.Errorf("agent bug: read back %d bytes of %s, the image has %d", rep.Bytes, o.Target, p.Size)
 	}
-	rep.SHA256, rep.Bytes = sum, n
-	if sum != p.SHA256 {
-		return rep, fmt.Errorf("read-back verification failed: %s reads back as sha256 %s, the image is %s (the disk did not keep what was written)", o.Target, sum, p.SHA256)
-	}
+	rep.SHA256 = p.SHA256
+	rep.Direct = t.direct
 	rep.Elapsed = time.Since(start)
-	log.Info("image written and verified", "bytes", n, "elapsed", rep.Elapsed, "resumes", rep.Resumes)
+	log.Info("image written and verified", "bytes", rep.Bytes, "elapsed", rep.Elapsed, "resumes", rep.Resumes, "directReadBack", t.direct)
 	return rep, nil
+}
+
+// headArtifact describes the held-back head for its read-back.
+func headArtifact(b []byte) *store.Artifact {
+	sum := sha256.Sum256(b)
+	return &store.Artifact{Name: "the first MiB", Format: "raw", Size: int64(len(b)), Digest: "sha256:" + hex.EncodeToString(sum[:])}
 }
 
 // headCapture passes the stream through and keeps its first cap(buf) bytes.
@@ -285,28 +317,6 @@ func wipeHead(t *target, n int64) error {
 		return err
 	}
 	return t.f.Sync()
-}
-
-// hashBack hashes the first size bytes of the target.
-func hashBack(ctx context.Context, t *target, size int64) (string, int64, error) {
-	h := sha256.New()
-	buf := make([]byte, readBuf)
-	var off int64
-	for off < size {
-		if err := ctx.Err(); err != nil {
-			return "", off, err
-		}
-		n, err := t.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		h.Write(buf[:n])
-		off += int64(n)
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return hex.EncodeToString(h.Sum(nil)), off, fmt.Errorf("the target ends at byte %d of %d", off, size)
-			}
-			return "", off, err
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), off, nil
 }
 
 func human(n int64) string {

@@ -7,24 +7,65 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"unsafe"
+
+	"github.com/rackstrap/rackstrap/images/stream"
 )
 
 // target is the disk (or file) an image is written to.
 type target struct {
 	f    *os.File
 	path string
-	// device: a block device (zeros are written too, the page cache is
-	// dropped before the read-back).
+	// device: a block device (zeros are written too).
 	device bool
+	// sparse: a file that was absent or empty at open, so its holes read
+	// as zeros and zero MiBs need not be written.
+	sparse bool
 	// capacity is the most the target holds; -1 for a file that grows.
 	capacity int64
+	// back reads the target for the read-back check: f opened again with
+	// O_DIRECT, or, where that is refused, f after writing back and
+	// dropping the range from the page cache.
+	back io.ReaderAt
+	// direct says back bypasses the page cache with O_DIRECT.
+	direct bool
+	// dw writes aligned pieces with O_DIRECT (nil where refused): no copy
+	// into the page cache, which the read-back bypasses anyway.
+	dw        *os.File
+	closeBack func() error
 }
+
+var errUnsupported = errors.New("not supported")
 
 // openTarget opens a whole-disk block device exclusively (refusing one that
 // is mounted or held by RAID/LVM, and partitions), or a regular file. A file
 // that already has a size is a disk of that size (a VM's raw disk); an
 // absent or empty file grows to the image.
 func openTarget(path string) (*target, error) {
+	t, err := openTargetFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if d, err := openDirect(path, false); err == nil {
+		t.back, t.direct, t.closeBack = d, true, d.Close
+		if w, err := openDirect(path, true); err == nil {
+			t.dw = w
+			t.closeBack = func() error { return errors.Join(d.Close(), w.Close()) }
+		}
+	} else {
+		t.back, t.closeBack = droppingReader{t.f}, func() error { return nil }
+	}
+	return t, nil
+}
+
+// useCache gives up O_DIRECT: writes and the read-back go through the page
+// cache, each range written back and dropped from it before it is read.
+func (t *target) useCache() {
+	_ = t.closeBack()
+	t.back, t.direct, t.dw, t.closeBack = droppingReader{t.f}, false, nil, func() error { return nil }
+}
+
+func openTargetFile(path string) (*target, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -32,7 +73,7 @@ func openTarget(path string) (*target, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create target file: %w", err)
 		}
-		return &target{f: f, path: path, capacity: -1}, nil
+		return &target{f: f, path: path, capacity: -1, sparse: true}, nil
 	case err != nil:
 		return nil, fmt.Errorf("target: %w", err)
 	case fi.Mode()&fs.ModeDevice != 0 && fi.Mode()&fs.ModeCharDevice == 0:
@@ -56,7 +97,7 @@ func openTarget(path string) (*target, error) {
 		}
 		c := fi.Size()
 		if c == 0 {
-			c = -1
+			return &target{f: f, path: path, capacity: -1, sparse: true}, nil
 		}
 		return &target{f: f, path: path, capacity: c}, nil
 	}
@@ -65,13 +106,24 @@ func openTarget(path string) (*target, error) {
 
 func (t *target) ReadAt(p []byte, off int64) (int, error) { return t.f.ReadAt(p, off) }
 
-// WriteAt writes p, except all-zero chunks into a file that was empty
-// (or absent) at open: there a hole already reads as zeros, so the file
-// stays sparse (finish sets its length). A device or a file that already
-// had a size (a VM's raw disk, which may hold an older OS) gets every byte.
+// WriteAt writes p, except all-zero MiBs into a sparse file: there a hole
+// already reads as zeros. A device or a file that already had a size (a
+// VM's raw disk, which may hold an older OS) gets every byte.
+//
+// Writeback of what was written starts at once (sync_file_range, without
+// waiting), so the device is busy while the next range is verified, and
+// the read-back and the final fsync find little left to write.
 func (t *target) WriteAt(p []byte, off int64) (int, error) {
-	if t.capacity >= 0 || t.device {
-		return t.f.WriteAt(p, off)
+	n, err := t.writeAt(p, off)
+	if n > 0 {
+		startWriteback(t.f, off, int64(n))
+	}
+	return n, err
+}
+
+func (t *target) writeAt(p []byte, off int64) (int, error) {
+	if !t.sparse {
+		return t.put(p, off)
 	}
 	// runs of non-zero MiBs are written, zero MiBs skipped
 	const piece = 1 << 20
@@ -81,7 +133,7 @@ func (t *target) WriteAt(p []byte, off int64) (int, error) {
 			j = min(j+piece, len(p))
 		}
 		if j > i {
-			if n, err := t.f.WriteAt(p[i:j], off+int64(i)); err != nil {
+			if n, err := t.put(p[i:j], off+int64(i)); err != nil {
 				return i + n, err
 			}
 		}
@@ -90,19 +142,51 @@ func (t *target) WriteAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// finish gives a growing file the image's length (its tail may be a hole).
-func (t *target) finish(size int64) error {
-	if t.device || t.capacity >= 0 {
+// put writes p at off: its aligned part with O_DIRECT when it can, the
+// rest through the page cache.
+func (t *target) put(p []byte, off int64) (int, error) {
+	const a = stream.Align
+	if t.dw == nil || off%a != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(p)))%a != 0 || len(p) < a {
+		return t.f.WriteAt(p, off)
+	}
+	k := len(p) &^ (a - 1)
+	n, err := t.dw.WriteAt(p[:k], off)
+	if err != nil || k == len(p) {
+		return n, err
+	}
+	m, err := t.f.WriteAt(p[k:], off+int64(k))
+	return n + m, err
+}
+
+// ZeroRange zeroes [off, off+n) (stream.Zeroer): nothing to do in a sparse
+// file, BLKZEROOUT on a device, a punched hole in a file; zeros written
+// where those are refused.
+func (t *target) ZeroRange(off, n int64) error {
+	if t.sparse {
 		return nil
 	}
-	fi, err := t.f.Stat()
-	if err != nil {
+	err := zeroRange(t.f, t.device, off, n)
+	if !errors.Is(err, errUnsupported) {
 		return err
 	}
-	if fi.Size() < size {
-		if err := t.f.Truncate(size); err != nil {
-			return fmt.Errorf("set the length of %s: %w", t.path, err)
+	for n > 0 {
+		k := min(n, int64(len(zeroChunk)))
+		if _, err := t.f.WriteAt(zeroChunk[:k], off); err != nil {
+			return err
 		}
+		off, n = off+k, n-k
+	}
+	return nil
+}
+
+// setLength gives a sparse file the image's length up front, so that its
+// tail (maybe a hole) reads back before the write ends.
+func (t *target) setLength(size int64) error {
+	if !t.sparse {
+		return nil
+	}
+	if err := t.f.Truncate(size); err != nil {
+		return fmt.Errorf("set the length of %s: %w", t.path, err)
 	}
 	return nil
 }
@@ -120,14 +204,27 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// sync flushes what was written to the disk and drops it from the page
-// cache, so that the read-back reads the medium, not memory.
+// sync makes what was written durable (fsync: the data, the file's
+// metadata, and a flush of the device's write cache).
 func (t *target) sync() error {
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", t.path, err)
 	}
-	dropCache(t.f)
 	return nil
 }
 
-func (t *target) Close() error { return t.f.Close() }
+func (t *target) Close() error {
+	return errors.Join(t.closeBack(), t.f.Close())
+}
+
+// droppingReader reads a range back from the device where O_DIRECT is
+// refused: the range is written back and dropped from the page cache
+// first, so the read comes from the device rather than memory.
+type droppingReader struct{ f *os.File }
+
+func (d droppingReader) ReadAt(p []byte, off int64) (int, error) {
+	if err := dropRange(d.f, off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	return d.f.ReadAt(p, off)
+}

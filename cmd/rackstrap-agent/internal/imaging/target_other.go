@@ -14,4 +14,10 @@ func openExclusive(path string) (*os.File, error) {
 
 func isPartition(fs.FileInfo) (bool, error) { return false, nil }
 
-func dropCache(*os.File) {}
+func openDirect(string, bool) (*os.File, error) { return nil, errors.ErrUnsupported }
+
+func dropRange(f *os.File, off, n int64) error { return f.Sync() }
+
+func zeroRange(*os.File, bool, int64, int64) error { return errUnsupported }
+
+func startWriteback(*os.File, int64, int64) {}
