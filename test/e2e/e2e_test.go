@@ -17,6 +17,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+	"github.com/rackstrap/rackstrap/test/cluster/slurmtest"
 )
 
 // nsName is per run: newNetns removes a namespace of its name left by a
@@ -236,13 +237,16 @@ type nodeDetail struct {
 	Events   []model.AuditEntry `json:"events"`
 }
 
-// TestPowerOnToReady takes one QEMU machine whose BMC is ipmi_sim from
-// power-off to Ready through Rackstrap's real protocols: IPMI power and
+// TestPowerOnToHandedOff takes one QEMU machine whose BMC is ipmi_sim from
+// power-off to HandedOff through Rackstrap's real protocols: IPMI power and
 // boot device, DHCP/iPXE/HTTP from `rackstrap serve`, the agent (PID 1 of
 // the netboot initramfs) checking in its inventory, validation against the
 // qemu-vm profile, the signed image streamed to the virtio disk, the boot
-// from disk, the installed OS's first-boot check-in and burn-in.
-func TestPowerOnToReady(t *testing.T) {
+// from disk, the installed OS's first-boot check-in and burn-in, and the
+// hand-off to a real slurmctld (a dynamic node with the verified facts).
+// Decommissioning then drains the node in Slurm with a reason, removes it
+// and powers the machine off.
+func TestPowerOnToHandedOff(t *testing.T) {
 	need(t, map[string]string{"qemu-system-x86_64": "qemu-system-x86", "ipmi_sim": "openipmi", "ipmitool": "ipmitool",
 		"ip": "iproute2", "busybox": "busybox-static", "dpkg-deb": "dpkg", "apt-get": "apt"})
 	start := time.Now()
@@ -253,6 +257,9 @@ func TestPowerOnToReady(t *testing.T) {
 	t.Logf("binaries and images built in %v", time.Since(start).Round(time.Second))
 
 	ns := newNetns(t, nsName, ctlCIDR)
+	// The site's Slurm controller: a real slurmctld and munged beside the
+	// controller in its namespace (stopped before the namespace goes).
+	sc := slurmtest.Start(t, slurmtest.Options{Netns: ns.name})
 	vm := vmSpec{dir: filepath.Join(dir, "vm"), mac: vmMAC, memMiB: vmMemMiB, cpus: vmCPUs, ipmiLAN: 9001, ipmiVM: 9002}
 	os.MkdirAll(vm.dir, 0o755)
 	vm.disk = filepath.Join(vm.dir, "disk.raw")
@@ -288,7 +295,7 @@ func TestPowerOnToReady(t *testing.T) {
 		"--artifacts", artifacts, "--kernel", kernel, "--initrd", initrd,
 		"--image-store", store, "--image", imgName+":1", "--trusted-key", pub,
 		"--boot-url", "http://"+ns.ip+":8081", "--boot-listen", ns.ip+":8081", "--tftp-listen", ns.ip+":69",
-		"--bmc-username", bmcUser, "--bmc-password-file", pw,
+		"--bmc-username", bmcUser, "--bmc-password-file", pw, "--slurm-conf", sc.Conf,
 		"--dhcp-interface", "br0", "--dhcp-subnet", "10.231.0.0/24", "--dhcp-range", "10.231.0.100-10.231.0.150")
 	cli := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -305,7 +312,8 @@ func TestPowerOnToReady(t *testing.T) {
 	write(t, manifest, fmt.Sprintf(`racks:
   - name: e2e
     profile: qemu-vm
-    desired: ready
+    desired: handed-off
+    handoff: slurm
     nodes:
       - slot: 1
         bmc: ipmi://127.0.0.1:%d
@@ -318,7 +326,7 @@ func TestPowerOnToReady(t *testing.T) {
 
 	var d nodeDetail
 	last := model.State("")
-	waitUntil(t, serve, 8*time.Minute, node+" Ready", func() bool {
+	waitUntil(t, serve, 10*time.Minute, node+" HandedOff", func() bool {
 		out, err := cli("nodes", "show", node, "-o", "json")
 		if err != nil || json.Unmarshal([]byte(out), &d) != nil {
 			return false
@@ -330,13 +338,13 @@ func TestPowerOnToReady(t *testing.T) {
 		if d.State == model.Failed || d.State == model.Quarantined {
 			t.Fatalf("%s went to %s: %s: %s\nfindings: %s", node, d.State, d.FailureClass, d.FailureMsg, d.Findings)
 		}
-		return d.State == model.Ready
+		return d.State == model.HandedOff
 	})
-	t.Logf("power-on to Ready in %v (whole test so far %v)", time.Since(provisioned).Round(time.Second), time.Since(start).Round(time.Second))
+	t.Logf("power-on to HandedOff in %v (whole test so far %v)", time.Since(provisioned).Round(time.Second), time.Since(start).Round(time.Second))
 
 	// The timeline: every step of the chain, in order, each succeeded.
 	want := []string{"enroll", "set-boot-network", "boot-network", "wait-netboot-checkin", "inspect", "validate",
-		"image", "set-boot-disk", "boot-disk", "wait-firstboot-checkin", "burn-in"}
+		"image", "set-boot-disk", "boot-disk", "wait-firstboot-checkin", "burn-in", "hand-off"}
 	var got []string
 	for _, s := range d.Timeline {
 		if s.Outcome == model.Succeeded {
@@ -346,15 +354,13 @@ func TestPowerOnToReady(t *testing.T) {
 	if !isSubsequence(want, got) {
 		t.Errorf("timeline (succeeded steps) = %v, want %v in that order", got, want)
 	}
-	actions := map[string]bool{}
-	for _, e := range d.Events {
-		actions[e.Action] = true
-	}
+	actions := auditActions(t, ns, server, tok.Secret)
 	for _, a := range []string{"dhcp.ack", "agent.checkin"} {
-		if !actions[a] {
+		if len(actions[a]) == 0 {
 			t.Errorf("no %s event recorded for %s; events: %v", a, node, actions)
 		}
 	}
+	wantAuditedOnce(t, actions, "handoff.cluster")
 
 	// What the agent reported from inside the VM.
 	inv, err := inventory.Parse(d.Inventory)
@@ -387,6 +393,13 @@ func TestPowerOnToReady(t *testing.T) {
 	if inv.System.Vendor != "QEMU" {
 		t.Errorf("inventory system = %+v, want vendor QEMU", inv.System)
 	}
+
+	// slurmctld knows the node with the facts validation verified.
+	checkSlurmNode(t, sc, d.Node, inv)
+
+	// Decommissioned: drained in Slurm with a reason, removed, powered off.
+	decommission(t, serve, sc, cli, vm)
+	wantAuditedOnce(t, auditActions(t, ns, server, tok.Secret), "handoff.cluster", "release.cluster")
 
 	// The audit chain verifies end to end.
 	if out, err := cli("audit", "verify"); err != nil {
