@@ -151,6 +151,11 @@ type Config struct {
 	// OnOperation, when set, is called after every operation (for the
 	// audit log). It must not block.
 	OnOperation func(Record)
+	// Learned are quirks an earlier client learned (see LearnedQuirk);
+	// OnLearn, when set, is called once for each quirk this client learns
+	// that it did not know. It must not block.
+	Learned []LearnedQuirk
+	OnLearn func(LearnedQuirk)
 }
 
 func (c Config) withDefaults() Config {
@@ -228,7 +233,7 @@ const maxKeys = 4096
 func New(cfg Config) *Client {
 	cfg = cfg.withDefaults()
 	return &Client{cfg: cfg, locks: map[string]*bmcLock{}, done: map[string]Result{}, tlsSessions: tls.NewLRUClientSessionCache(4096),
-		quirks: newQuirkBook(cfg.Quirks)}
+		quirks: newQuirkBook(cfg.Quirks, cfg.Learned...)}
 }
 
 // lock waits until no other operation runs on the BMC.
@@ -368,6 +373,9 @@ func (c *Client) run1(ctx context.Context, op string, ep Endpoint, key string, f
 		for _, q := range cn.rf.learned {
 			if c.quirks.learn(cn.rf.key, q) {
 				c.cfg.Logger.Info("bmc quirk learned", "bmc", ep.String(), "model", cn.rf.key.String(), "quirk", q)
+				if c.cfg.OnLearn != nil {
+					c.cfg.OnLearn(learnedOf(cn.rf.key, q))
+				}
 			}
 		}
 	}

@@ -133,8 +133,49 @@ type hostModel struct {
 // behind an address is re-identified.
 const hostModelTTL = 10 * time.Minute
 
-func newQuirkBook(site []QuirkRule) *quirkBook {
-	return &quirkBook{table: append(slices.Clone(site), DefaultQuirks()...), learned: map[modelKey][]Quirk{}, hosts: map[string]hostModel{}}
+func newQuirkBook(site []QuirkRule, learned ...LearnedQuirk) *quirkBook {
+	b := &quirkBook{table: append(slices.Clone(site), DefaultQuirks()...), learned: map[modelKey][]Quirk{}, hosts: map[string]hostModel{}}
+	for _, l := range learned {
+		b.learn(l.key(), l.Quirk)
+	}
+	return b
+}
+
+// LearnedQuirk is a behaviour a Client saw on a BMC of one vendor and model
+// (the identity fields as the BMC reports them). A controller keeps them
+// (Config.OnLearn) and gives them back to its next Client (Config.Learned),
+// so a restart does not relearn each one through a failed first attempt.
+type LearnedQuirk struct {
+	Vendor       string `json:"vendor,omitempty"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Model        string `json:"model,omitempty"`
+	Product      string `json:"product,omitempty"`
+	Quirk        Quirk  `json:"quirk"`
+}
+
+func (l LearnedQuirk) key() modelKey {
+	return modelKey{vendor: l.Vendor, manufacturer: l.Manufacturer, model: l.Model, product: l.Product}
+}
+
+// String names the model and the quirk, for logs and the audit.
+func (l LearnedQuirk) String() string { return l.key().String() + ": " + string(l.Quirk) }
+
+func learnedOf(k modelKey, q Quirk) LearnedQuirk {
+	return LearnedQuirk{Vendor: k.vendor, Manufacturer: k.manufacturer, Model: k.model, Product: k.product, Quirk: q}
+}
+
+// Learned lists what the client learned (and was given), by model.
+func (c *Client) Learned() []LearnedQuirk {
+	c.quirks.mu.Lock()
+	defer c.quirks.mu.Unlock()
+	var out []LearnedQuirk
+	for k, qs := range c.quirks.learned {
+		for _, q := range qs {
+			out = append(out, learnedOf(k, q))
+		}
+	}
+	slices.SortFunc(out, func(a, b LearnedQuirk) int { return strings.Compare(a.String(), b.String()) })
+	return out
 }
 
 // lookup is the quirks of a model: the table's rows first, then what was

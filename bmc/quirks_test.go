@@ -123,6 +123,43 @@ func TestQuirkBootWithoutMode(t *testing.T) {
 			t.Errorf("the second BMC refused %d requests, want none: %v", n, second.RequestLog())
 		}
 	})
+	// What one client learned and handed to OnLearn, a new client given it
+	// as Config.Learned (a restarted controller) knows without a refusal.
+	t.Run("kept across clients", func(t *testing.T) {
+		t.Parallel()
+		q := redfishsim.Quirks{RejectBootMode: true}
+		f := startSims(t, redfishsim.Config{}, quirkyNode(1, redfishsim.FlavorGeneric, "RS-KEPT", q), quirkyNode(2, redfishsim.FlavorGeneric, "RS-KEPT", q))
+		first, second := f.BMCs()[0], f.BMCs()[1]
+		var mu sync.Mutex
+		var kept []LearnedQuirk
+		c := New(Config{Timeout: 20 * time.Second, Logger: testLogger(t), OnLearn: func(l LearnedQuirk) {
+			mu.Lock()
+			defer mu.Unlock()
+			kept = append(kept, l)
+		}})
+		for range 2 { // learned once, reported once
+			if _, err := c.SetBootOnce(ctx, endpointOf(first), BootPXE, false, ""); err != nil {
+				t.Fatalf("SetBootOnce: %v", err)
+			}
+		}
+		mu.Lock()
+		got := slices.Clone(kept)
+		mu.Unlock()
+		if len(got) != 1 || got[0].Quirk != QuirkBootWithoutMode || got[0].Model != "RS-KEPT" {
+			t.Fatalf("OnLearn got %+v; want one %s for RS-KEPT", got, QuirkBootWithoutMode)
+		}
+		if diff := cmp.Diff(got, c.Learned()); diff != "" {
+			t.Errorf("Learned() differs from what OnLearn saw (-OnLearn +Learned):\n%s", diff)
+		}
+		restarted := New(Config{Timeout: 20 * time.Second, Logger: testLogger(t), Learned: got})
+		res, err := restarted.SetBootOnce(ctx, endpointOf(second), BootPXE, false, "")
+		if err != nil || !strings.Contains(res.Note, string(QuirkBootWithoutMode)) {
+			t.Errorf("SetBootOnce from a client given the learned quirk = %+v, %v", res, err)
+		}
+		if n := second.ErrorReplies(); n != 0 {
+			t.Errorf("the BMC refused %d requests of a client that was told the quirk: %v", n, second.RequestLog())
+		}
+	})
 }
 
 // iDRAC lists virtual media under the system: the table goes there straight

@@ -20,11 +20,36 @@ type bmcAudit struct {
 	db      *store.DB
 	log     *slog.Logger
 	queue   chan bmc.Record
+	learned chan bmc.LearnedQuirk
 	dropped atomic.Int64
 }
 
 func newBMCAudit(db *store.DB, log *slog.Logger) *bmcAudit {
-	return &bmcAudit{db: db, log: log, queue: make(chan bmc.Record, 4096)}
+	return &bmcAudit{db: db, log: log, queue: make(chan bmc.Record, 4096), learned: make(chan bmc.LearnedQuirk, 256)}
+}
+
+// Learn is bmc.Config.OnLearn: the quirk is kept in the store, so that the
+// next controller's client starts with it (learnedQuirks). A quirk dropped
+// here is learned again on a later operation.
+func (a *bmcAudit) Learn(q bmc.LearnedQuirk) {
+	select {
+	case a.learned <- q:
+	default:
+		a.dropped.Add(1)
+	}
+}
+
+// learnedQuirks is what earlier controllers learned, for bmc.Config.Learned.
+func learnedQuirks(ctx context.Context, db *store.DB) ([]bmc.LearnedQuirk, error) {
+	kept, err := db.LearnedQuirks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bmc.LearnedQuirk, 0, len(kept))
+	for _, q := range kept {
+		out = append(out, bmc.LearnedQuirk{Vendor: q.Vendor, Manufacturer: q.Manufacturer, Model: q.Model, Product: q.Product, Quirk: bmc.Quirk(q.Quirk)})
+	}
+	return out, nil
 }
 
 // Record is bmc.Config.OnOperation.
@@ -47,6 +72,11 @@ func (a *bmcAudit) Serve(ctx context.Context) error {
 				a.log.Warn("bmc audit: records dropped (queue full)", "dropped", n)
 			}
 			return nil
+		case q := <-a.learned:
+			kept := store.LearnedQuirk{Vendor: q.Vendor, Manufacturer: q.Manufacturer, Model: q.Model, Product: q.Product, Quirk: string(q.Quirk)}
+			if err := a.db.LearnQuirk(ctx, kept, "controller"); err != nil && ctx.Err() == nil {
+				a.log.Error("bmc quirks: keep a learned quirk", "quirk", q.String(), "err", err)
+			}
 		case r := <-a.queue:
 			node, _, _ := strings.Cut(r.Key, "/") // keys are node/step/attempt
 			outcome := "ok"

@@ -144,7 +144,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 		log.Info("simulated edge", "nodes", cfg.Simulate.Nodes, "rack", cfg.Simulate.Rack, "journal", cfg.Simulate.Edge.Journal)
 		hw = sim
 	default:
-		hw, services, bmcs, err = realEdge(cfg, db, box, log, reg, apiURL, fan)
+		hw, services, bmcs, err = realEdge(ctx, cfg, db, box, log, reg, apiURL, fan)
 		if err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 
 // realEdge builds the edge that drives machines over their real protocols,
 // and the network boot services they boot from.
-func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg prometheus.Registerer, apiURL string, fan *fanout) (lifecycle.Edge, []service, *bmc.Client, error) {
+func realEdge(ctx context.Context, cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg prometheus.Registerer, apiURL string, fan *fanout) (lifecycle.Edge, []service, *bmc.Client, error) {
 	ec, bc := cfg.Edge, cfg.Boot
 	if bc == nil {
 		return nil, nil, nil, errors.New("real machines need network boot: configure the boot services (--artifacts, --boot-url)")
@@ -246,7 +246,11 @@ func realEdge(cfg Config, db *store.DB, box *secrets.Box, log *slog.Logger, reg 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	bmcs := bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record})
+	learned, err := learnedQuirks(ctx, db)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bmc quirks learned earlier: %w", err)
+	}
+	bmcs := bmc.New(bmc.Config{Logger: log, OnOperation: audit.Record, Learned: learned, OnLearn: audit.Learn})
 	hw, err := edge.New(edge.Config{
 		BMC: bmcs, Credentials: logins(db, box, ec.Login), Catalog: catalog,
 		Image: img, Server: agentURL, UEFI: ec.UEFI, Cluster: cluster,
