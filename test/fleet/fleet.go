@@ -47,7 +47,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -174,6 +176,66 @@ type Rack struct {
 	reader  sync.WaitGroup
 
 	relayed, replies, unmatched, malformed, sendErrors atomic.Uint64
+
+	grantMu sync.Mutex
+	grants  []LeaseGrant
+}
+
+// LeaseGrant is one DHCPACK a host of the rack received: what the DHCP
+// server promised, and when.
+type LeaseGrant struct {
+	MAC   string
+	IP    netip.Addr
+	Lease time.Duration // option 51 (0: none given)
+	At    time.Time     // when the ACK reached the host
+}
+
+func (r *Rack) recordGrant(g LeaseGrant) {
+	r.grantMu.Lock()
+	r.grants = append(r.grants, g)
+	r.grantMu.Unlock()
+}
+
+// Grants lists every lease the rack's hosts were given, in arrival order.
+func (r *Rack) Grants() []LeaseGrant {
+	r.grantMu.Lock()
+	defer r.grantMu.Unlock()
+	return slices.Clone(r.grants)
+}
+
+// Overlaps returns the pairs of grants in which one address was promised
+// to two MACs at once: a later grant to another MAC arriving before the
+// earlier grant's lease ran out (the first such pair for each address and
+// two MACs). A lease with no lifetime is taken as lasting forever.
+func Overlaps(grants []LeaseGrant) [][2]LeaseGrant {
+	type pair struct {
+		ip   netip.Addr
+		a, b string
+	}
+	seen := map[pair]bool{}
+	byIP := map[netip.Addr][]LeaseGrant{}
+	for _, g := range grants {
+		byIP[g.IP] = append(byIP[g.IP], g)
+	}
+	var out [][2]LeaseGrant
+	ips := slices.SortedFunc(maps.Keys(byIP), func(a, b netip.Addr) int { return a.Compare(b) })
+	for _, ip := range ips {
+		gs := byIP[ip]
+		slices.SortStableFunc(gs, func(a, b LeaseGrant) int { return a.At.Compare(b.At) })
+		for i, a := range gs {
+			for _, b := range gs[i+1:] {
+				if b.MAC == a.MAC {
+					continue
+				}
+				k := pair{a.IP, a.MAC, b.MAC}
+				if (a.Lease <= 0 || b.At.Before(a.At.Add(a.Lease))) && !seen[k] {
+					seen[k] = true
+					out = append(out, [2]LeaseGrant{a, b})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // NewRack validates cfg and starts the rack's relay agent. Close stops it

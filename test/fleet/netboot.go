@@ -133,6 +133,22 @@ func tftpServerOf(ack *dhcpv4.DHCPv4) netip.Addr {
 	return netip.Addr{}
 }
 
+// DHCP runs one DHCP exchange now, as the host's PXE ROM would at power-on
+// (legacy BIOS), through the rack's relay, without booting further; the
+// grant is also in the rack's Grants. For tests of the DHCP service alone
+// (leases across controller restarts).
+func (h *Host) DHCP(ctx context.Context) (LeaseGrant, error) {
+	if h.mac == nil {
+		return LeaseGrant{}, fmt.Errorf("dhcp: %w: the machine has no NIC with a MAC", errNoBoot)
+	}
+	ack, err := h.dora(ctx, iana.INTEL_X86PC, vendorClassBIOS, false)
+	if err != nil {
+		return LeaseGrant{}, err
+	}
+	ip, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
+	return LeaseGrant{MAC: h.mac.String(), IP: ip, Lease: ack.IPAddressLeaseTime(0)}, nil
+}
+
 // dora runs one DHCP exchange through the rack's relay, retransmitting
 // with a doubling timeout, and records the lease.
 func (h *Host) dora(ctx context.Context, arch iana.Arch, vc string, isIPXE bool) (*dhcpv4.DHCPv4, error) {
@@ -224,6 +240,7 @@ func (h *Host) dora(ctx context.Context, arch iana.Arch, vc string, isIPXE bool)
 		if ack.MessageType() == dhcpv4.MessageTypeAck {
 			ip, _ := netip.AddrFromSlice(ack.YourIPAddr.To4())
 			h.update(func(s *HostStats) { s.DHCPExchanges++; s.IP = ip })
+			h.rack.recordGrant(LeaseGrant{MAC: h.mac.String(), IP: ip, Lease: ack.IPAddressLeaseTime(0), At: time.Now()})
 			return ack, nil
 		}
 		if restart >= cfg.DHCPRetries {

@@ -219,6 +219,23 @@ func (l *Lab) Start() error {
 	return nil
 }
 
+// Hosts are the rack's simulated hosts (nil before Start).
+func (l *Lab) Hosts() []*fleet.Host {
+	if l.rack == nil {
+		return nil
+	}
+	return l.rack.Hosts()
+}
+
+// Grants lists every DHCP lease the rack's hosts were given (nil before
+// Start).
+func (l *Lab) Grants() []fleet.LeaseGrant {
+	if l.rack == nil {
+		return nil
+	}
+	return l.rack.Grants()
+}
+
 // Stages counts hosts per boot stage (for progress displays).
 func (l *Lab) Stages() map[fleet.Stage]int {
 	if l.rack == nil {
