@@ -30,6 +30,10 @@ type Config struct {
 	Server string
 	// Kernel and Initrd are artifact paths under BootBase.
 	Kernel, Initrd string
+	// SiteInitrd, when set, is an artifact path under BootBase appended
+	// after Initrd: the site initrd of controller/agenttls (the CA agents
+	// trust and the controller's HTTPS URL). See also SetAgentTLS.
+	SiteInitrd string
 	// Cmdline are extra kernel parameters (console=…).
 	Cmdline []string
 	// TokenTTL bounds a netboot enrolment token (default 30 min).
@@ -44,6 +48,20 @@ type Service struct {
 	events chan dhcp.Event
 	// Dropped counts DHCP events the observer queue had no room for.
 	Dropped atomic.Int64
+	// agentTLS, once set, overrides cfg.Server and cfg.SiteInitrd.
+	agentTLS atomic.Pointer[agentTLS]
+}
+
+type agentTLS struct{ server, initrd string }
+
+// SetAgentTLS makes the scripts rendered from now on send agents to server
+// (the controller's HTTPS API URL) and append siteInitrd (an artifact path
+// under BootBase, made by agenttls.WriteSiteInitrd) after the netboot
+// initrd, so that agents speak TLS to a controller whose CA they trust.
+// Access control calls it once the local CA exists.
+func (s *Service) SetAgentTLS(server, siteInitrd string) {
+	s.agentTLS.Store(&agentTLS{server: server, initrd: strings.TrimPrefix(siteInitrd, "/")})
+	s.log.Info("netboot: agents speak TLS", "server", server, "site initrd", siteInitrd)
 }
 
 var (
@@ -208,8 +226,12 @@ func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, erro
 		k, v, ok := strings.Cut(p, "=")
 		cl = append(cl, ipxe.Param{Key: k, Value: v, HasValue: ok})
 	}
+	server, site := s.cfg.Server, s.cfg.SiteInitrd
+	if at := s.agentTLS.Load(); at != nil {
+		server, site = at.server, at.initrd
+	}
 	cl = append(cl,
-		ipxe.Param{Key: "rackstrap.server", Value: s.cfg.Server, HasValue: true},
+		ipxe.Param{Key: "rackstrap.server", Value: server, HasValue: true},
 		ipxe.Param{Key: "rackstrap.token", Value: token, HasValue: true},
 		ipxe.Param{Key: "rackstrap.phase", Value: "netboot", HasValue: true},
 		ipxe.Param{Key: "rackstrap.node", Value: n.Name, HasValue: true},
@@ -217,6 +239,11 @@ func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, erro
 	sc := ipxe.Script{Node: n.Name, MAC: mac, Action: ipxe.Boot, Kernel: s.cfg.BootBase + "/" + s.cfg.Kernel, Cmdline: cl}
 	if s.cfg.Initrd != "" {
 		sc.Initrds = []string{s.cfg.BootBase + "/" + s.cfg.Initrd}
+	}
+	if site != "" {
+		// The kernel unpacks every initrd over the one before: the site's
+		// CA and HTTPS URL land in the netboot image's /etc/rackstrap.
+		sc.Initrds = append(sc.Initrds, s.cfg.BootBase+"/"+strings.TrimPrefix(site, "/"))
 	}
 	return ipxe.Render(sc)
 }

@@ -143,3 +143,30 @@ func TestLeasesRoundTripAndEvents(t *testing.T) {
 		t.Error("the DHCP answer is not on the node's audit timeline")
 	}
 }
+
+// TestScriptAgentTLS: with agent TLS on, the script sends the agent to the
+// HTTPS URL and appends the site initrd after the netboot initrd.
+func TestScriptAgentTLS(t *testing.T) {
+	t.Parallel()
+	s, db := newService(t)
+	ctx := context.Background()
+	db.CreateNode(ctx, model.Node{Name: "tls-n1", State: model.Inspecting, Identity: model.Identity{MACs: []string{"52:54:00:00:01:01"}}}, "test")
+	hw, _ := net.ParseMAC("52:54:00:00:01:01")
+	s.SetAgentTLS("https://10.0.0.1:8443", "site/rackstrap-site-0123456789abcdef.cpio")
+	out, err := s.Script(ctx, hw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(out)
+	initrd := strings.Index(script, " http://10.0.0.1:8081/initrd.img")
+	site := strings.Index(script, " http://10.0.0.1:8081/site/rackstrap-site-0123456789abcdef.cpio")
+	if initrd < 0 || site < initrd {
+		t.Errorf("script does not load the site initrd after the netboot initrd:\n%s", script)
+	}
+	if !strings.Contains(script, "rackstrap.server=https://10.0.0.1:8443") || strings.Contains(script, "rackstrap.server=http://") {
+		t.Errorf("script does not send the agent to the HTTPS URL:\n%s", script)
+	}
+	if !strings.Contains(script, "initrd=rackstrap-site-0123456789abcdef.cpio") {
+		t.Errorf("the kernel is not told about the site initrd (UEFI boots need initrd=NAME):\n%s", script)
+	}
+}
