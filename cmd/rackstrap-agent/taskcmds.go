@@ -107,7 +107,11 @@ func imageHandler(d *deps, tf *taskFlags, sysRoot string, hc *http.Client, caPEM
 			}
 			log.Info("picked the target disk", "disk", target)
 		}
-		rep, err := imaging.Write(ctx, p, imaging.Options{Target: target, HTTPClient: hc, Resume: resume, RetryWait: d.retryWait, Logger: log})
+		var tail int64
+		if fi, err := os.Stat(target); err == nil && fi.Mode()&fs.ModeDevice != 0 && tf.firstbootFile == "" {
+			tail = firstboot.TailOffset // the record goes to the disk's tail
+		}
+		rep, err := imaging.Write(ctx, p, imaging.Options{Target: target, HTTPClient: hc, Resume: resume, RetryWait: d.retryWait, Logger: log, TailBytes: tail})
 		if err != nil {
 			return tasks.Failed("%v", err)
 		}

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/gpt"
 	"github.com/rackstrap/rackstrap/images/store"
 	"github.com/rackstrap/rackstrap/images/stream"
 )
@@ -91,6 +92,10 @@ type Report struct {
 	// back (overlapped); then the first MiB written and read back, and the
 	// final fsync.
 	Stream, ReadBack time.Duration
+	// Grown is what growing the partition table to the disk did (nil: the
+	// disk is the image's size, or GrowNote says why not).
+	Grown    *gpt.Growth
+	GrowNote string
 	// Direct says the read-back bypassed the page cache (O_DIRECT); else
 	// each range was written back and dropped from the cache before it was
 	// read.
@@ -107,6 +112,12 @@ func (r Report) String() string {
 	}
 	s := fmt.Sprintf("wrote %.1f MiB to %s in %v (%.0f MiB/s; streaming and read-back %v, first MiB and sync %v), read every byte back (%s) and compared it with the verified stream: sha256 %s", mib, r.Target, r.Elapsed.Round(time.Millisecond), rate,
 		r.Stream.Round(time.Millisecond), r.ReadBack.Round(time.Millisecond), how, r.SHA256)
+	switch {
+	case r.Grown != nil:
+		s += "; " + r.Grown.String()
+	case r.GrowNote != "":
+		s += "; " + r.GrowNote
+	}
 	if r.AlreadyGood > 0 {
 		s += fmt.Sprintf("; %.1f MiB were already on the disk (resumed)", float64(r.AlreadyGood)/(1<<20))
 	}
@@ -133,6 +144,10 @@ type Options struct {
 	Retries     int
 	RetryWait   time.Duration
 	IdleTimeout time.Duration
+	// TailBytes is how much the disk must hold past the image (the
+	// first-boot record at its tail): a smaller disk fails before anything
+	// is written.
+	TailBytes int64
 	// ProgressEvery is how often progress is logged (default 5s).
 	ProgressEvery time.Duration
 	Logger        *slog.Logger
@@ -140,6 +155,11 @@ type Options struct {
 	// refused): for tests.
 	noDirect bool
 }
+
+// GrowReserve is the tail of the disk the grown last partition leaves
+// out: the first-boot record lives there (1 MiB before the end), and the
+// backup GPT in the last sectors.
+const GrowReserve = 1 << 20
 
 // headSize is what is held back and written last: the protective MBR and
 // the primary GPT live in the first MiB of a GPT disk.
@@ -186,9 +206,13 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		t.useCache()
 	}
 	rep.Device = t.device
-	if t.capacity >= 0 && t.capacity < p.Size {
-		return rep, fmt.Errorf("disk too small: %s holds %d bytes (%s), the image is %d bytes (%s)",
-			o.Target, t.capacity, human(t.capacity), p.Size, human(p.Size))
+	if t.capacity >= 0 && t.capacity < p.Size+o.TailBytes {
+		more := ""
+		if o.TailBytes > 0 {
+			more = fmt.Sprintf(" and %s after it for the first-boot record", human(o.TailBytes))
+		}
+		return rep, fmt.Errorf("disk too small: %s holds %d bytes (%s), the image is %d bytes (%s)%s; nothing was written: image a larger disk (rackstrap.disk=) or build a smaller image",
+			o.Target, t.capacity, human(t.capacity), p.Size, human(p.Size), more)
 	}
 
 	dctx, cancel := context.WithCancel(ctx)
@@ -286,6 +310,19 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	}
 	rep.SHA256 = p.SHA256
 	rep.Direct = t.direct
+	// Only now, with the image verified on the disk: the partition table
+	// moves to the disk's end and the last partition grows to it.
+	if t.capacity > p.Size {
+		g, err := gpt.Grow(t.f, t.sectorSize(), t.capacity, GrowReserve)
+		switch {
+		case errors.Is(err, gpt.ErrNoGPT):
+			rep.GrowNote = fmt.Sprintf("not grown: the image has no GPT (%v)", err)
+		case err != nil:
+			return rep, fmt.Errorf("the image was written and verified, but growing its last partition to the end of %s failed: %w; run the task again (the image is rewritten and the table grown again)", o.Target, err)
+		default:
+			rep.Grown = &g
+		}
+	}
 	rep.Elapsed = time.Since(start)
 	log.Info("image written and verified", "bytes", rep.Bytes, "elapsed", rep.Elapsed, "resumes", rep.Resumes, "directReadBack", t.direct)
 	return rep, nil

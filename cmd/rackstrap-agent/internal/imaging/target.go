@@ -213,6 +213,19 @@ func (t *target) sync() error {
 	return nil
 }
 
+// sectorSize is the disk's logical sector size (512 for a file).
+func (t *target) sectorSize() int64 {
+	if t.device {
+		if n, err := logicalSectorSize(t.f); err == nil && n >= 512 {
+			return n
+		}
+	}
+	return 512
+}
+
+// Sync is gpt.Disk's.
+func (t *target) Sync() error { return t.sync() }
+
 func (t *target) Close() error {
 	return errors.Join(t.closeBack(), t.f.Close())
 }

@@ -75,3 +75,9 @@ func zeroRange(f *os.File, device bool, off, n int64) error {
 	}
 	return err
 }
+
+// logicalSectorSize is BLKSSZGET.
+func logicalSectorSize(f *os.File) (int64, error) {
+	n, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+	return int64(n), err
+}

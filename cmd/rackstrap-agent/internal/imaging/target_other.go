@@ -21,3 +21,5 @@ func dropRange(f *os.File, off, n int64) error { return f.Sync() }
 func zeroRange(*os.File, bool, int64, int64) error { return errUnsupported }
 
 func startWriteback(*os.File, int64, int64) {}
+
+func logicalSectorSize(*os.File) (int64, error) { return 512, nil }

@@ -1,0 +1,99 @@
+package imaging
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// gptImage is an 8 MiB image laid out as rackstrap image build does: an
+// ESP and a Linux root that fills the rest, the backup GPT at its end.
+func gptImage(t *testing.T) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		t.Fatal("sgdisk is not installed: apt-get install gdisk")
+	}
+	p := filepath.Join(t.TempDir(), "os.img")
+	img := image(8 << 20)
+	os.WriteFile(p, img, 0o644)
+	if out, err := exec.Command("sgdisk", "-Z", "-n", "1:2048:+2M", "-t", "1:ef00", "-n", "2:0:0", "-t", "2:8300", p).CombinedOutput(); err != nil {
+		t.Fatalf("sgdisk: %v %s", err, out)
+	}
+	b, _ := os.ReadFile(p)
+	return b
+}
+
+func TestGrowAfterWrite(t *testing.T) {
+	t.Parallel()
+	img := gptImage(t)
+	s := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "os.img", time.Time{}, bytes.NewReader(img))
+	})
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.raw") // a VM's disk with an old OS on it
+	const size = 24 << 20
+	os.WriteFile(disk, bytes.Repeat([]byte{0xEB}, size), 0o644)
+	o := fast()
+	o.Target = disk
+	rep, err := Write(context.Background(), payload(s.URL+"/os.img", img), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLast := uint64((size-GrowReserve)/512 - 1)
+	if rep.Grown == nil || rep.Grown.Partition != 2 || rep.Grown.NewLast != wantLast || !strings.Contains(rep.String(), "grew partition 2") {
+		t.Fatalf("report = %+v (%s), want partition 2 grown to sector %d", rep.Grown, rep, wantLast)
+	}
+	out, _ := exec.Command("sgdisk", "-v", disk).CombinedOutput()
+	if !strings.Contains(string(out), "No problems found") {
+		t.Errorf("sgdisk -v %s:\n%s", disk, out)
+	}
+	out, _ = exec.Command("sgdisk", "-i", "2", disk).CombinedOutput()
+	if !strings.Contains(string(out), "Last sector: 47103 ") {
+		t.Errorf("sgdisk -i 2 %s (want last sector %d):\n%s", disk, wantLast, out)
+	}
+	// The image past its first MiB is on the disk unchanged; the last MiB
+	// of the disk, where the first-boot record goes, is outside every
+	// partition.
+	got, _ := os.ReadFile(disk)
+	if !bytes.Equal(got[1<<20:len(img)], img[1<<20:]) {
+		t.Error("the image's bytes past the partition table changed")
+	}
+
+	// Run again (a restarted task): the image is rewritten over the grown
+	// table and grown again, to the same result.
+	o.Resume = true
+	rep, err = Write(context.Background(), payload(s.URL+"/os.img", img), o)
+	if err != nil || rep.Grown == nil || rep.Grown.NewLast != wantLast {
+		t.Fatalf("again: %+v, %v", rep.Grown, err)
+	}
+	again, _ := os.ReadFile(disk)
+	if !bytes.Equal(again, got) {
+		t.Error("imaging the same disk twice gave different disks")
+	}
+}
+
+// TestDiskTooSmall: a disk that cannot hold the image and the first-boot
+// record after it is refused before anything is written.
+func TestDiskTooSmall(t *testing.T) {
+	t.Parallel()
+	img := image(6 << 20)
+	s := serve(t, func(w http.ResponseWriter, r *http.Request) { w.Write(img) })
+	disk := filepath.Join(t.TempDir(), "disk.raw")
+	old := bytes.Repeat([]byte{0xEB}, 6<<20+512<<10)
+	os.WriteFile(disk, old, 0o644)
+	o := fast()
+	o.Target, o.TailBytes = disk, 1<<20
+	_, err := Write(context.Background(), payload(s.URL, img), o)
+	if err == nil || !strings.Contains(err.Error(), "disk too small") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("Write = %v, want disk too small", err)
+	}
+	if got, _ := os.ReadFile(disk); !bytes.Equal(got, old) {
+		t.Error("the disk changed")
+	}
+}
