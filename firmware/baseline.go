@@ -252,17 +252,8 @@ func yamlError(err error) error {
 func (b *Baseline) validate(pos map[string]*yaml.Node) ParseErrors {
 	var errs ParseErrors
 	add := func(key, format string, args ...any) {
-		n := pos[key]
-		for k := key; n == nil && k != ""; {
-			if i := strings.LastIndexAny(k, ".["); i >= 0 {
-				k = k[:i]
-			} else {
-				k = ""
-			}
-			n = pos[k]
-		}
 		e := &ParseError{Line: 1, Column: 1, Key: key, Msg: fmt.Sprintf(format, args...)}
-		if n != nil {
+		if n, ok := strictyaml.Nearest(pos, key); ok {
 			e.Line, e.Column = n.Line, n.Column
 		}
 		errs = append(errs, e)

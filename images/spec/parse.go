@@ -225,17 +225,9 @@ func (s *Spec) PosOf(path string) (Pos, bool) {
 
 func (s *Spec) errAt(path, format string, args ...any) *Error {
 	e := &Error{File: s.File, Path: path, Msg: fmt.Sprintf(format, args...)}
-	// fall back to the nearest written parent
-	for p := path; p != ""; {
-		if pos, ok := s.pos[p]; ok {
-			e.Pos = pos
-			break
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
+	// a value left out is placed where its nearest written parent is
+	if pos, ok := strictyaml.Nearest(s.pos, path); ok {
+		e.Pos = pos
 	}
 	return e
 }

@@ -167,6 +167,23 @@ func Locate(err error) (line int, msg string) {
 	return 0, msg
 }
 
+// Nearest returns what m holds for key path path or, failing that, for the
+// nearest path enclosing it ("a.b[2].c", then "a.b[2]", "a.b", "a", ""):
+// a message about a value left out points at where it belongs. m is
+// usually the nodes map of Check, or positions taken from it.
+func Nearest[V any](m map[string]V, path string) (v V, ok bool) {
+	for {
+		if v, ok = m[path]; ok || path == "" {
+			return v, ok
+		}
+		if i := strings.LastIndexAny(path, ".["); i >= 0 {
+			path = path[:i]
+		} else {
+			path = ""
+		}
+	}
+}
+
 // Field is one key of a struct as YAML sees it.
 type Field struct {
 	Name string

@@ -415,3 +415,16 @@ func TestCheckAliasBomb(t *testing.T) {
 		t.Errorf("Check(alias bomb) = %d errors (%.200v), want one 'aliases expand' error", len(errs), errs)
 	}
 }
+
+func TestNearest(t *testing.T) {
+	t.Parallel()
+	m := map[string]int{"": 1, "a": 2, "a.b[2]": 3}
+	for path, want := range map[string]int{"a.b[2].c": 3, "a.b[2]": 3, "a.b[1]": 2, "a.x.y": 2, "z": 1, "": 1} {
+		if got, ok := strictyaml.Nearest(m, path); !ok || got != want {
+			t.Errorf("Nearest(%q) = %d, %v, want %d", path, got, ok, want)
+		}
+	}
+	if got, ok := strictyaml.Nearest(map[string]int{"a": 2}, "b.c"); ok {
+		t.Errorf("Nearest without a root = %d, true, want none", got)
+	}
+}
