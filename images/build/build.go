@@ -1,5 +1,6 @@
 // Package build turns an image spec into reproducible outputs: a GPT raw disk
-// (FAT32 ESP + ext4 root, via go-diskfs), optionally qcow2 (qemu-img), a
+// (FAT32 ESP + ext4 root, via go-diskfs, and optionally a FAT32 CIDATA
+// partition for cloud-init's NoCloud seed), optionally qcow2 (qemu-img), a
 // squashfs root (mksquashfs), a netboot kernel + newc initramfs (u-root
 // cpio, zstd or gzip) and an El Torito BIOS+EFI ISO (go-diskfs). The same
 // spec and inputs give byte-identical outputs: every timestamp is
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/rackstrap/rackstrap/images/rootfs"
+	"github.com/rackstrap/rackstrap/images/seed"
 	"github.com/rackstrap/rackstrap/images/spec"
 	"github.com/rackstrap/rackstrap/images/store"
 )
@@ -39,6 +41,30 @@ type Options struct {
 	SourceDateEpoch *int64
 	// Tools names external programs (mksquashfs, qemu-img) when not on PATH.
 	Tools map[string]string
+	// CIDATASize, when set, adds to the raw disk a FAT32 partition
+	// labelled CIDATA (GPT partition 3, between the ESP and the root, so
+	// the root stays last and can grow) for cloud-init's NoCloud seed,
+	// which rackstrap-agent writes per node after a verified write
+	// (images/seed). At least 33MiB, a whole number of MiB. It is the
+	// value outputs.disk.cidata_size will carry once images/spec has that
+	// field (docs/decisions/0017-nocloud-seed.md).
+	CIDATASize spec.Size
+}
+
+// minCIDATASize is FAT32's smallest partition (seed.MinPartitionSize).
+const minCIDATASize = seed.MinPartitionSize
+
+func (o Options) checkCIDATA(s *spec.Spec) error {
+	c := int64(o.CIDATASize)
+	switch {
+	case c == 0:
+		return nil
+	case c < minCIDATASize || c%(1<<20) != 0:
+		return fmt.Errorf("build: CIDATA partition size %s: use a whole number of MiB, at least %s (FAT32), e.g. 64MiB", o.CIDATASize, spec.Size(minCIDATASize))
+	case s.Outputs.Disk == nil:
+		return errors.New("build: a CIDATA partition was asked for but the spec builds no disk output; add outputs.disk")
+	}
+	return nil
 }
 
 // Result is what a build produced.
@@ -73,6 +99,9 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	b := &builder{spec: &d, opts: opts, log: opts.Logger, specDigest: s.Digest()}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := opts.checkCIDATA(s); err != nil {
+		return nil, err
 	}
 	epoch, err := sourceDateEpoch(s, opts)
 	if err != nil {
@@ -189,8 +218,9 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			return fail(err)
 		}
 		p := diskParams{
-			tree: a.tree, size: int64(o.Disk.Size), espSize: int64(o.Disk.ESPSize),
-			diskGUID: derivedUUID(b.specDigest, "gpt-disk"), espGUID: derivedUUID(b.specDigest, "gpt-esp"),
+			tree: a.tree, size: int64(o.Disk.Size), espSize: int64(o.Disk.ESPSize), cidataSize: int64(opts.CIDATASize),
+			cidataGUID: derivedUUID(b.specDigest, "gpt-cidata"),
+			diskGUID:   derivedUUID(b.specDigest, "gpt-disk"), espGUID: derivedUUID(b.specDigest, "gpt-esp"),
 			rootGUID: derivedUUID(b.specDigest, "gpt-root"), fsUUID: derivedUUID(b.specDigest, "ext4-root"),
 			specDigest: b.specDigest, label: o.Disk.RootLabel, esp: esp, epoch: b.epoch, content: &b.content,
 		}

@@ -74,9 +74,10 @@ func TestBuildReproducibleAndChecked(t *testing.T) {
 	need(t, "sgdisk", "fsck.vfat", "e2fsck", "debugfs", "mksquashfs", "unsquashfs", "xorriso", "cpio", "qemu-img", "zstd")
 	dir := fixture(t, allOutputs)
 	out1, out2 := filepath.Join(dir, "out1"), filepath.Join(dir, "out2")
-	r1 := build(t, dir, out1)
+	// the raw disk carries the CIDATA seed partition too
+	r1 := buildWith(t, dir, Options{OutDir: out1, CIDATASize: 34 << 20})
 	time.Sleep(2100 * time.Millisecond) // cross FAT's 2 s clock tick: a leaked wall-clock time shows
-	r2 := build(t, dir, out2)
+	r2 := buildWith(t, dir, Options{OutDir: out2, CIDATASize: 34 << 20})
 	if diff := cmp.Diff(r1.Manifest, r2.Manifest); diff != "" {
 		t.Fatalf("two builds differ (-first +second):\n%s", diff)
 	}
@@ -120,6 +121,7 @@ func TestBuildReproducibleAndChecked(t *testing.T) {
 	if !strings.Contains(entry, "root=PARTUUID="+uuidString(derivedUUID(r1.Manifest.SpecDigest, "gpt-root"))) || !strings.Contains(entry, "console=ttyS0") {
 		t.Errorf("boot entry = %q", entry)
 	}
+	checkCIDATA(t, raw, filepath.Join(scratch, "cidata.img"), nil)
 	root := filepath.Join(scratch, "root.img")
 	extractPartition(t, raw, 2, root)
 	if out := run(t, "e2fsck", "-fn", root); strings.Contains(out, "?") {

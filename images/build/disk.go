@@ -21,6 +21,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/images/ext4"
 	"github.com/rackstrap/rackstrap/images/rootfs"
+	"github.com/rackstrap/rackstrap/images/seed"
 )
 
 const (
@@ -39,21 +40,29 @@ type espFile struct {
 	src  *rootfs.Entry
 }
 
-// diskLayout is where the partitions of the raw disk go.
+// diskLayout is where the partitions of the raw disk go: the ESP, the
+// optional CIDATA seed partition (GPT partition 3, placed before the root
+// so that the root stays last and can grow into a larger disk), the root.
 type diskLayout struct {
-	size               int64
-	espStart, espEnd   uint64 // sectors, inclusive
-	rootStart, rootEnd uint64
+	size                   int64
+	espStart, espEnd       uint64 // sectors, inclusive
+	cidataStart, cidataEnd uint64 // both 0 without a seed partition
+	rootStart, rootEnd     uint64
 }
 
-func layoutFor(size, espSize int64) (diskLayout, error) {
+func layoutFor(size, espSize, cidataSize int64) (diskLayout, error) {
 	l := diskLayout{size: size}
 	l.espStart = mib / sector
 	l.espEnd = l.espStart + uint64(espSize/sector) - 1
 	l.rootStart = l.espEnd + 1
+	if cidataSize > 0 {
+		l.cidataStart = l.espEnd + 1
+		l.cidataEnd = l.cidataStart + uint64(cidataSize/sector) - 1
+		l.rootStart = l.cidataEnd + 1
+	}
 	last := (size-gptSlack)/mib*mib/sector - 1
 	if int64(last) <= int64(l.rootStart)+8*mib/sector {
-		return l, fmt.Errorf("disk of %d bytes leaves no room for the root filesystem after a %d byte ESP; raise outputs.disk.size", size, espSize)
+		return l, fmt.Errorf("disk of %d bytes leaves no room for the root filesystem after a %d byte ESP and a %d byte CIDATA partition; raise outputs.disk.size", size, espSize, cidataSize)
 	}
 	l.rootEnd = uint64(last)
 	return l, nil
@@ -86,13 +95,13 @@ func rootNeeds(tree *rootfs.Tree) int64 {
 // kernel and initrd, and the ext4 root holding the whole tree. It returns
 // the image's sha256, computed as the root filesystem is written.
 func writeDisk(ctx context.Context, out string, p diskParams) (string, error) {
-	l, err := layoutFor(p.size, p.espSize)
+	l, err := layoutFor(p.size, p.espSize, p.cidataSize)
 	if err != nil {
 		return "", err
 	}
 	if need := rootNeeds(p.tree); need > l.rootBytes() {
 		return "", fmt.Errorf("the root tree needs about %d MiB but the root partition has %d MiB; raise outputs.disk.size to at least %d MiB",
-			need/mib, l.rootBytes()/mib, (need+l.espBytes()+4*mib)/mib+1)
+			need/mib, l.rootBytes()/mib, (need+l.espBytes()+p.cidataSize+4*mib)/mib+1)
 	}
 	_ = os.Remove(out)
 	f, err := os.OpenFile(out, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -119,10 +128,17 @@ func writeDisk(ctx context.Context, out string, p diskParams) (string, error) {
 			{Index: 2, Start: l.rootStart, End: l.rootEnd, Type: gpt.LinuxRootX86_64, Name: "root", GUID: strings.ToUpper(uuidString(p.rootGUID))},
 		},
 	}
+	if l.cidataStart != 0 {
+		table.Partitions = append(table.Partitions, &gpt.Partition{Index: 3, Start: l.cidataStart, End: l.cidataEnd,
+			Type: gpt.MicrosoftBasicData, Name: seed.PartitionName, GUID: strings.ToUpper(uuidString(p.cidataGUID))})
+	}
 	if err := d.Partition(table); err != nil {
 		return "", fmt.Errorf("write GPT: %w", err)
 	}
 	if err := writeESP(d, l, p); err != nil {
+		return "", err
+	}
+	if err := writeCIDATA(d, l, p); err != nil {
 		return "", err
 	}
 	if err := ctx.Err(); err != nil {
@@ -195,7 +211,9 @@ func (w *hashingSection) hashFile(end int64) error {
 type diskParams struct {
 	tree                        *rootfs.Tree
 	size, espSize               int64
+	cidataSize                  int64 // 0: no seed partition
 	diskGUID, espGUID, rootGUID [16]byte
+	cidataGUID                  [16]byte
 	fsUUID                      [16]byte
 	specDigest                  string
 	cache                       *pageCache
@@ -217,6 +235,22 @@ func writeESP(d *disk.Disk, l diskLayout, p diskParams) error {
 		return err
 	}
 	return fixFAT(p.cache.f, int64(l.espStart)*sector, p.epoch)
+}
+
+// writeCIDATA formats the empty seed partition: FAT32 labelled CIDATA,
+// which cloud-init's NoCloud datasource looks for; the agent writes each
+// node's seed into it (images/seed).
+func writeCIDATA(d *disk.Disk, l diskLayout, p diskParams) error {
+	if l.cidataStart == 0 {
+		return nil
+	}
+	if _, err := d.CreateFilesystem(disk.FilesystemSpec{Partition: 3, FSType: filesystem.TypeFat32, VolumeLabel: seed.Label, Reproducible: true}); err != nil {
+		return fmt.Errorf("create CIDATA FAT32: %w", err)
+	}
+	if err := p.cache.Drop(); err != nil {
+		return err
+	}
+	return fixFAT(p.cache.f, int64(l.cidataStart)*sector, p.epoch)
 }
 
 // writeExt4 writes the root filesystem with images/ext4 into the root

@@ -28,7 +28,8 @@ const kver = "6.1.0-28-amd64"
 func need(t testing.TB, tools ...string) {
 	t.Helper()
 	pkgs := map[string]string{"sgdisk": "gdisk", "fsck.vfat": "dosfstools", "e2fsck": "e2fsprogs", "debugfs": "e2fsprogs",
-		"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools", "xorriso": "xorriso", "cpio": "cpio", "qemu-img": "qemu-utils", "zstd": "zstd"}
+		"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools", "xorriso": "xorriso", "cpio": "cpio", "qemu-img": "qemu-utils", "zstd": "zstd",
+		"mdir": "mtools", "mtype": "mtools", "mlabel": "mtools", "cloud-init": "cloud-init", "blkid": "util-linux"}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed; run 'make test-deps' (Debian package %s)", tool, pkgs[tool])
@@ -169,7 +170,7 @@ outputs:
 	return dir
 }
 
-const allOutputs = `  disk: {size: 100MiB, esp_size: 40MiB, qcow2: true}
+const allOutputs = `  disk: {size: 136MiB, esp_size: 40MiB, qcow2: true}
   squashfs: {compression: gzip}
   netboot: {compression: zstd}
   iso: {}
@@ -186,7 +187,12 @@ func loadSpec(t testing.TB, dir string) *spec.Spec {
 
 func build(t testing.TB, dir, out string) *Result {
 	t.Helper()
-	res, err := Build(context.Background(), loadSpec(t, dir), Options{OutDir: out})
+	return buildWith(t, dir, Options{OutDir: out})
+}
+
+func buildWith(t testing.TB, dir string, opts Options) *Result {
+	t.Helper()
+	res, err := Build(context.Background(), loadSpec(t, dir), opts)
 	if err != nil {
 		t.Fatalf("Build() = %v", err)
 	}
