@@ -106,12 +106,17 @@ func decommission(t *testing.T, serve *daemon, sc *slurmtest.Controller, cli fun
 		}
 		return d.State == model.Enrolled
 	})
-	var steps []string
+	var steps, took []string
 	for _, s := range d.Timeline {
 		if s.Outcome == model.Succeeded {
 			steps = append(steps, s.Name)
 		}
+		switch s.Name {
+		case "hand-off", "release", "power-off":
+			took = append(took, fmt.Sprintf("%s %s (attempt %d, %s)", s.Name, s.Duration(time.Now()).Round(time.Millisecond), s.Attempt, s.Outcome))
+		}
 	}
+	t.Logf("Slurm steps: %s", strings.Join(took, ", "))
 	if !isSubsequence([]string{"hand-off", "release", "power-off"}, steps) {
 		t.Errorf("timeline (succeeded steps) = %v, want hand-off, release, power-off in that order", steps)
 	}
