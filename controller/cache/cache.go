@@ -199,14 +199,14 @@ func (c *Cache) Stats() Stats {
 // Register adds the cache's counters to reg, as rackstrap_cache_*.
 func (c *Cache) Register(reg prometheus.Registerer) error {
 	for name, f := range map[string]func() uint64{
-		"requests_total":       c.requests.Load,
-		"hits_total":           c.hits.Load,
-		"upstream_fetches":     c.fetchesN.Load,
-		"upstream_resumes":     c.resumes.Load,
-		"upstream_bytes_total": c.upstreamBytes.Load,
-		"served_bytes_total":   c.servedBytes.Load,
-		"refused_total":        c.refused.Load,
-		"failed_total":         c.failed.Load,
+		"requests_total":         c.requests.Load,
+		"hits_total":             c.hits.Load,
+		"upstream_fetches_total": c.fetchesN.Load,
+		"upstream_resumes_total": c.resumes.Load,
+		"upstream_bytes_total":   c.upstreamBytes.Load,
+		"served_bytes_total":     c.servedBytes.Load,
+		"refused_total":          c.refused.Load,
+		"failed_total":           c.failed.Load,
 	} {
 		f := f
 		if err := reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "rackstrap_cache_" + name, Help: "rack image cache: " + strings.ReplaceAll(name, "_", " ")},
