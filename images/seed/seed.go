@@ -161,11 +161,11 @@ func Find(path string) (Partition, error) {
 }
 
 func open(path string, mode diskfs.OpenModeOption) (*disk.Disk, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
 	d, err := diskfs.Open(path, diskfs.WithOpenMode(mode), diskfs.WithSectorSize(diskfs.SectorSize512))
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("seed: open %s: %w", path, err)
-		}
 		return nil, fmt.Errorf("seed: open %s: %w (a block device that is mounted or in use cannot be opened exclusively)", path, err)
 	}
 	return d, nil
@@ -194,7 +194,11 @@ func find(d *disk.Disk, path string) (Partition, error) {
 			if p.Size == 0 || p.Type == mbr.Empty {
 				continue
 			}
-			cands = append(cands, Partition{Index: i + 1, Start: p.GetStart(), Size: p.GetSize()})
+			idx := p.Index
+			if idx == 0 {
+				idx = i + 1
+			}
+			cands = append(cands, Partition{Index: idx, Start: p.GetStart(), Size: p.GetSize()})
 		}
 	}
 	for _, c := range cands {
