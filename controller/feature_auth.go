@@ -36,6 +36,12 @@ type AuthConfig struct {
 	Hosts []string
 	// SummaryEvery is how often refused requests are audited (summarised).
 	SummaryEvery time.Duration
+	// AgentTLS lets agents on real machines speak TLS to the API: the
+	// boot script appends a site initrd holding the local CA and the
+	// API's HTTPS URL (controller/agenttls), and agents may get a client
+	// certificate bound to their node (POST /api/v1/agent/certificate)
+	// for mutual TLS. With it, --api-tls auto is on with real machines too.
+	AgentTLS bool
 }
 
 // NewAuthFeature returns the access-control feature.
@@ -59,7 +65,7 @@ type authFeature struct{ c AuthConfig }
 // on listen, with real machines (whose agents speak plain HTTP) or not.
 func (c AuthConfig) modes(listen string, realEdge bool) (authOn, tlsOn bool) {
 	authOn = c.Mode == "on" || (c.Mode == "auto" && !auth.IsLoopback(listen))
-	tlsOn = c.TLS == "on" || (c.TLS == "auto" && authOn && !realEdge)
+	tlsOn = c.TLS == "on" || (c.TLS == "auto" && authOn && (!realEdge || c.AgentTLS))
 	return authOn, tlsOn
 }
 
@@ -68,8 +74,11 @@ func (f *authFeature) Name() string { return "auth" }
 func (f *authFeature) Start(ctx context.Context, rt *Runtime) error {
 	c := f.c
 	authOn, tlsOn := c.modes(rt.Config.APIListen, rt.Config.Edge != nil)
-	if c.TLS == "auto" && authOn && rt.Config.Edge != nil {
-		rt.Log.Warn("auth: the API speaks plain HTTP because agents on real machines reach it that way; tokens cross the network in clear: keep the API on the provisioning network, or pass --api-tls on once agents trust the controller's CA")
+	if c.TLS == "auto" && authOn && rt.Config.Edge != nil && !c.AgentTLS {
+		rt.Log.Warn("auth: the API speaks plain HTTP because agents on real machines reach it that way; tokens cross the network in clear: keep the API on the provisioning network, or pass --agent-tls on so that agents learn the controller's CA from the boot script")
+	}
+	if c.AgentTLS && !tlsOn {
+		return errors.New("--agent-tls on needs the API over TLS: pass --api-tls on (or leave it auto with access control on)")
 	}
 	rt.Log.Info("access control", "auth", authOn, "tls", tlsOn, "listen", rt.Config.APIListen)
 	if !authOn && !tlsOn {
@@ -102,11 +111,12 @@ func (f *authFeature) Start(ctx context.Context, rt *Runtime) error {
 			}
 		} else {
 			var issued bool
-			if cert, issued, err = auth.ServerCertificate(dir, ca, auth.ServerHosts(rt.Config.APIListen, c.Hosts)); err != nil {
+			hosts := auth.ServerHosts(rt.Config.APIListen, append(c.Hosts, agentHosts(rt)...))
+			if cert, issued, err = auth.ServerCertificate(dir, ca, hosts); err != nil {
 				return err
 			}
 			if issued {
-				rt.Log.Info("auth: issued the API's server certificate", "cert", filepath.Join(dir, auth.ServerCertFile), "names", auth.ServerHosts(rt.Config.APIListen, c.Hosts))
+				rt.Log.Info("auth: issued the API's server certificate", "cert", filepath.Join(dir, auth.ServerCertFile), "names", hosts)
 			}
 		}
 		// Client certificates are requested, and verified by the
@@ -116,6 +126,11 @@ func (f *authFeature) Start(ctx context.Context, rt *Runtime) error {
 		// Features started after this one (serve starts access control
 		// first) see the API's real scheme.
 		rt.APIURL = "https://" + strings.TrimPrefix(rt.APIURL, "http://")
+	}
+	if c.AgentTLS {
+		if err := startAgentTLS(rt, ca); err != nil {
+			return err
+		}
 	}
 	if !authOn {
 		return nil

@@ -38,6 +38,11 @@ func TestAuthModes(t *testing.T) {
 			t.Errorf("modes(%v) = %s, want %s", in, got, want)
 		}
 	}
+	// Agents that learn the CA from the boot script let TLS be on with
+	// real machines.
+	if a, tl := (AuthConfig{Mode: "auto", TLS: "auto", AgentTLS: true}).modes("10.0.0.1:8080", true); !a || !tl {
+		t.Errorf("modes with --agent-tls and real machines = %v %v, want auth and TLS on", a, tl)
+	}
 	if _, err := NewAuthFeature(AuthConfig{Mode: "yes", TLS: "auto"}); err == nil {
 		t.Error("NewAuthFeature accepted --auth yes")
 	}

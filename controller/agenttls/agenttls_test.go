@@ -28,6 +28,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/auth"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/controller/netboot"
 	"github.com/rackstrap/rackstrap/controller/store"
 )
 
@@ -237,4 +238,12 @@ type noActor struct{}
 
 func (noActor) Act(context.Context, lifecycle.Request) (model.Operation, error) {
 	return model.Operation{}, errors.New("no actions here")
+}
+
+// TestContract: the netboot script names the CA file the site initrd holds.
+func TestContract(t *testing.T) {
+	t.Parallel()
+	if netboot.SiteCAFile != CAFile {
+		t.Fatalf("netboot.SiteCAFile = %q, the site initrd puts the CA at %q", netboot.SiteCAFile, CAFile)
+	}
 }

@@ -54,6 +54,9 @@ type Service struct {
 
 type agentTLS struct{ server, initrd string }
 
+// SiteCAFile is where the site initrd puts the CA (controller/agenttls.CAFile).
+const SiteCAFile = "etc/rackstrap/ca.crt"
+
 // SetAgentTLS makes the scripts rendered from now on send agents to server
 // (the controller's HTTPS API URL) and append siteInitrd (an artifact path
 // under BootBase, made by agenttls.WriteSiteInitrd) after the netboot
@@ -236,6 +239,11 @@ func (s *Service) Script(ctx context.Context, hw net.HardwareAddr) ([]byte, erro
 		ipxe.Param{Key: "rackstrap.phase", Value: "netboot", HasValue: true},
 		ipxe.Param{Key: "rackstrap.node", Value: n.Name, HasValue: true},
 	)
+	if site != "" {
+		// The site initrd puts the CA there: agents that know no more
+		// than rackstrap.ca= still trust only the controller's CA.
+		cl = append(cl, ipxe.Param{Key: "rackstrap.ca", Value: "/" + SiteCAFile, HasValue: true})
+	}
 	sc := ipxe.Script{Node: n.Name, MAC: mac, Action: ipxe.Boot, Kernel: s.cfg.BootBase + "/" + s.cfg.Kernel, Cmdline: cl}
 	if s.cfg.Initrd != "" {
 		sc.Initrds = []string{s.cfg.BootBase + "/" + s.cfg.Initrd}

@@ -166,6 +166,9 @@ func TestScriptAgentTLS(t *testing.T) {
 	if !strings.Contains(script, "rackstrap.server=https://10.0.0.1:8443") || strings.Contains(script, "rackstrap.server=http://") {
 		t.Errorf("script does not send the agent to the HTTPS URL:\n%s", script)
 	}
+	if !strings.Contains(script, "rackstrap.ca=/etc/rackstrap/ca.crt") {
+		t.Errorf("the agent is not told which CA to trust:\n%s", script)
+	}
 	if !strings.Contains(script, "initrd=rackstrap-site-0123456789abcdef.cpio") {
 		t.Errorf("the kernel is not told about the site initrd (UEFI boots need initrd=NAME):\n%s", script)
 	}

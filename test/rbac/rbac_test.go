@@ -138,7 +138,7 @@ func TestEveryRouteEveryCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authF, err := controller.NewAuthFeature(controller.AuthConfig{Mode: "on", TLS: "on", SummaryEvery: time.Hour,
+	authF, err := controller.NewAuthFeature(controller.AuthConfig{Mode: "on", TLS: "on", AgentTLS: true, SummaryEvery: time.Hour,
 		ClientCAFiles: []string{filepath.Join(dir, "site", auth.CACertFile)}})
 	if err != nil {
 		t.Fatal(err)
