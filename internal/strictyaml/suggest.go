@@ -7,18 +7,22 @@ import (
 
 // Suggest returns the known key a mistyped key most likely meant, or ""
 // when none is close: the nearest by edit distance (ignoring case) if
-// fewer than three edits away, the one sharing the longest prefix among
-// equals; failing that, one that differs only in case, '-' and '_'
+// fewer than three edits away (among equals, the one sharing the longest
+// run of letters, then the longest prefix: "isk" is "disk", not "iso");
+// failing that, one that differs only in case, '-' and '_'
 // (sourceDateEpoch for source_date_epoch).
 func Suggest(key string, known []string) string {
 	lkey := strings.ToLower(key)
-	best, bestD, bestP := "", 3, 0
+	best, bestD, bestS, bestP := "", 3, 0, 0
 	for _, k := range known {
 		lk := strings.ToLower(k)
 		d := distance(lkey, lk)
-		p := commonPrefix(lkey, lk)
-		if d < bestD || (d == bestD && best != "" && p > bestP) {
-			best, bestD, bestP = k, d, p
+		if d > bestD || (d == bestD && best == "") {
+			continue
+		}
+		s, p := commonRun(lkey, lk), commonPrefix(lkey, lk)
+		if d < bestD || s > bestS || (s == bestS && p > bestP) {
+			best, bestD, bestS, bestP = k, d, s, p
 		}
 	}
 	if best != "" {
@@ -58,6 +62,21 @@ func UnknownKey(key string, known []string) string {
 		return fmt.Sprintf("unknown key %q; did you mean %q?", key, s)
 	}
 	return fmt.Sprintf("unknown key %q; known keys: %s", key, strings.Join(known, ", "))
+}
+
+// commonRun is the length of the longest substring of both a and b.
+func commonRun(a, b string) int {
+	best := 0
+	for i := range a {
+		for j := range b {
+			n := 0
+			for i+n < len(a) && j+n < len(b) && a[i+n] == b[j+n] {
+				n++
+			}
+			best = max(best, n)
+		}
+	}
+	return best
 }
 
 func commonPrefix(a, b string) int {
