@@ -14,6 +14,7 @@ package seed
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -349,4 +350,47 @@ func Verify(path string, s Seed) error {
 		}
 	}
 	return nil
+}
+
+// TaskField is the key of the seed in an image task's JSON payload
+// (the controller's edge.ImageTask.Seed).
+const TaskField = "seed"
+
+// FromTask reads the seed from an image task's JSON payload: nil, nil when
+// the task carries none (the node's image needs no seed); an error when it
+// carries one that is not valid, before the disk is touched.
+func FromTask(payload []byte) (*Seed, error) {
+	var t map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &t); err != nil {
+		return nil, fmt.Errorf("seed: image task payload is not a JSON object: %v", err)
+	}
+	raw, ok := t[TaskField]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var s Seed
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("seed: the image task's seed is not valid: %v; the controller and agent versions may differ", err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Apply writes s into the disk's CIDATA partition and reads it back: the
+// agent's step after a verified image write. The message says where the
+// seed went, for the task's report.
+func Apply(path string, s Seed) (string, error) {
+	p, err := Write(path, s)
+	if err != nil {
+		return "", err
+	}
+	if err := Verify(path, s); err != nil {
+		return "", err
+	}
+	n := len(s.files())
+	return fmt.Sprintf("cloud-init NoCloud seed (%d files, %d bytes of user-data) written to partition %d (CIDATA) of %s and read back", n, len(s.UserData), p.Index, path), nil
 }

@@ -198,3 +198,46 @@ func FuzzValidate(f *testing.F) {
 		}
 	})
 }
+
+func TestFromTaskAndApply(t *testing.T) {
+	t.Parallel()
+	none, err := FromTask([]byte(`{"url":"http://x/i.raw","sha256":"00","size":1}`))
+	if none != nil || err != nil {
+		t.Errorf("FromTask(no seed) = %v, %v; want nil, nil", none, err)
+	}
+	if s, err := FromTask([]byte(`{"seed":null}`)); s != nil || err != nil {
+		t.Errorf("FromTask(seed null) = %v, %v", s, err)
+	}
+	for name, payload := range map[string]string{
+		"not json":      `[`,
+		"unknown field": `{"seed":{"userData":"#cloud-config\n","metaData":"instance-id: a\n","vendorData":"x"}}`,
+		"invalid seed":  `{"seed":{"userData":"","metaData":"instance-id: a\n"}}`,
+	} {
+		if s, err := FromTask([]byte(payload)); s != nil || err == nil {
+			t.Errorf("FromTask(%s) = %v, %v; want an error", name, s, err)
+		}
+	}
+	s, err := FromTask([]byte(`{"url":"http://x/i.raw","seed":{"userData":"#cloud-config\nhostname: n1\n","metaData":"instance-id: rackstrap-n1\nlocal-hostname: n1\n"}}`))
+	if err != nil || s == nil || *s != good {
+		t.Fatalf("FromTask() = %+v, %v; want %+v", s, err, good)
+	}
+	p := makeDisk(t, 40<<20, gptTable("CIDATA", 36<<11), "")
+	msg, err := Apply(p, *s)
+	if err != nil || !strings.Contains(msg, "partition 1 (CIDATA)") {
+		t.Errorf("Apply() = %q, %v", msg, err)
+	}
+}
+
+func FuzzFromTask(f *testing.F) {
+	f.Add([]byte(`{"seed":{"userData":"#cloud-config\n","metaData":"instance-id: a\n"}}`))
+	f.Add([]byte(`{"url":"x"}`))
+	f.Add([]byte(`{"seed":{"userData":1}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := FromTask(b)
+		if err == nil && s != nil {
+			if verr := s.Validate(); verr != nil {
+				t.Fatalf("FromTask returned an invalid seed: %v", verr)
+			}
+		}
+	})
+}
