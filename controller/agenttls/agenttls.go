@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/rackstrap/rackstrap/controller/auth"
 )
 
 // Paths inside the site initrd (relative to the root the kernel unpacks
@@ -37,7 +39,7 @@ const (
 	CertificatePath = "/api/v1/agent/certificate"
 	// AgentOU marks the subject of every agent certificate: it names no
 	// role, so the access control never takes it for an operator's.
-	AgentOU = "rackstrap-agent"
+	AgentOU = auth.AgentOU
 )
 
 // maxCA bounds the CA bundle put into the initrd.

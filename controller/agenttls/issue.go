@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -75,7 +74,7 @@ func (i *Issuer) Sign(csr *x509.CertificateRequest, node string) (*x509.Certific
 	now := i.now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: node, OrganizationalUnit: []string{AgentOU}, Organization: []string{"Rackstrap"}},
+		Subject:      pkix.Name{CommonName: node, OrganizationalUnit: []string{auth.AgentOU}, Organization: []string{"Rackstrap"}},
 		URIs:         []*url.URL{AgentURI(node)},
 		NotBefore:    now.Add(-5 * time.Minute),
 		NotAfter:     now.Add(ttl),
@@ -94,29 +93,16 @@ func (i *Issuer) Sign(csr *x509.CertificateRequest, node string) (*x509.Certific
 }
 
 // AgentURI is the URI SAN of node's agent certificate.
-func AgentURI(node string) *url.URL {
-	return &url.URL{Scheme: "rackstrap", Host: "agent", Path: "/" + node}
-}
+func AgentURI(node string) *url.URL { return auth.AgentURI(node) }
 
 // ErrNotAgent means a certificate is not an agent certificate of this CA.
-var ErrNotAgent = errors.New("not a Rackstrap agent certificate")
+var ErrNotAgent = auth.ErrNotAgent
 
 // Node verifies an agent certificate (chain to roots, client
 // authentication, the agent marker) and returns the node it is bound to.
 // intermediates may be nil.
 func Node(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, now time.Time) (string, error) {
-	inter := x509.NewCertPool()
-	for _, c := range intermediates {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrNotAgent, err)
-	}
-	node := leaf.Subject.CommonName
-	if !slices.Equal(leaf.Subject.OrganizationalUnit, []string{AgentOU}) || len(leaf.URIs) != 1 || leaf.URIs[0].String() != AgentURI(node).String() {
-		return "", fmt.Errorf("%w: subject %q", ErrNotAgent, leaf.Subject.String())
-	}
-	return node, nil
+	return auth.AgentNode(leaf, intermediates, roots, now)
 }
 
 // RequestNode returns the node of the agent certificate r presented over

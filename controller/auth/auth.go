@@ -99,7 +99,7 @@ func (a *Authenticator) Authorize(r *http.Request, perm api.Permission) (string,
 				"agents authenticate with the enrolment token on their kernel command line; API tokens are for operators and automation",
 				"API tokens do not authenticate agent routes (%s %s)", r.Method, r.URL.Path))
 		}
-		return "", nil
+		return "", a.checkAgentCert(r)
 	}
 	id, reason, err := a.identify(r)
 	if err != nil {
