@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -200,7 +201,7 @@ func (f *checkinFlags) register(cmd *cobra.Command) {
 
 // doCheckin collects and checks in, retrying until accepted, a final
 // refusal, or the deadline.
-func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config, phase checkin.Phase, stdout, stderr io.Writer) (checkin.Response, *checkin.Client, error) {
+func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config, phase checkin.Phase, stdout, stderr io.Writer, extra ...string) (checkin.Response, *checkin.Client, error) {
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	cfg.RequestTimeout = f.timeout
 	cfg.MinBackoff, cfg.MaxBackoff = d.minBackoff, d.maxBackoff
@@ -209,6 +210,7 @@ func doCheckin(ctx context.Context, d *deps, f *checkinFlags, cfg checkin.Config
 		return checkin.Response{}, nil, err
 	}
 	inv, notes := gather(ctx, d, f.sysRoot, f.lldpWait)
+	notes = append(notes, extra...)
 	printNotes(stderr, notes)
 	req := checkin.Request{Phase: phase, AgentVersion: agentVersion(), Inventory: inv, Notes: notes}
 	var resp checkin.Response
@@ -326,7 +328,7 @@ func newRunCmd(d *deps) *cobra.Command {
 func newFirstbootCmd(d *deps) *cobra.Command {
 	var f checkinFlags
 	var tf taskFlags
-	var statePath string
+	var statePath, growRoot string
 	cmd := &cobra.Command{
 		Use:   "firstboot",
 		Short: "On the installed OS's first boot: check in with the record the imaging left (--state), then run the controller's burn-in tasks",
@@ -350,8 +352,18 @@ func newFirstbootCmd(d *deps) *cobra.Command {
 			}
 			var hc *http.Client
 			if rec.Session == "" {
+				// the root grown into its partition, the UEFI entry booted:
+				// notes for the check-in
+				grow := growRoot
+				if grow == "auto" {
+					grow = ""
+					if fi, err := os.Stat(statePath); err == nil && fi.Mode()&fs.ModeDevice != 0 {
+						grow = "/" // the record was on the disk: this is the installed OS
+					}
+				}
+				extra := firstBootHost(cmd.Context(), f.sysRoot, grow)
 				cfg := checkin.Config{Server: rec.Server, Token: rec.Token, CAPEM: []byte(rec.CA)}
-				resp, client, err := doCheckin(cmd.Context(), d, &f, cfg, checkin.Firstboot, cmd.OutOrStdout(), cmd.ErrOrStderr())
+				resp, client, err := doCheckin(cmd.Context(), d, &f, cfg, checkin.Firstboot, cmd.OutOrStdout(), cmd.ErrOrStderr(), extra...)
 				if err != nil {
 					return err
 				}
@@ -377,6 +389,7 @@ func newFirstbootCmd(d *deps) *cobra.Command {
 	f.register(cmd)
 	tf.register(cmd, "/var/lib/rackstrap-agent/tasks.json", 5*time.Minute)
 	cmd.Flags().StringVar(&statePath, "state", "", "the first-boot record: a file, the disk whose tail holds it, or auto (the one whole disk that holds one) (required)")
+	cmd.Flags().StringVar(&growRoot, "grow-root", "auto", "before checking in, grow the ext2/3/4 filesystem mounted here into its partition with resize2fs (auto: / when the record was on a disk; '': never)")
 	cmd.Flags().StringVar(&tf.disk, "disk", "", "device (or file) the disk burn-in check reads; default every whole disk")
 	_ = cmd.MarkFlagRequired("state")
 	return cmd

@@ -68,9 +68,17 @@ func runInit(d *deps) {
 		// modprobe in the initramfs cannot load on demand
 		extra = append(extra, "crypto-crc32c", fstype)
 	}
+	if initproc.UEFI() {
+		extra = append(extra, "efivarfs") // the boot entry (netboot) and BootCurrent (first boot)
+	}
 	start := time.Now()
 	initproc.LoadModules(logf, extra...)
 	logf("drivers loaded in %v", time.Since(start).Round(time.Millisecond))
+	if initproc.UEFI() {
+		if err := initproc.MountEFIVars(); err != nil {
+			logf("efivarfs: %v (no UEFI boot entry can be written or read)", err)
+		}
+	}
 	ctx := context.Background()
 	if initproc.Param(cmdline, "rackstrap.net") != "off" {
 		nctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

@@ -130,7 +130,12 @@ func imageHandler(d *deps, tf *taskFlags, sysRoot string, hc *http.Client, caPEM
 		if fi, err := os.Stat(fb); err == nil && fi.Mode()&fs.ModeDevice != 0 {
 			where = "the tail of " + fb
 		}
-		return tasks.Outcome{OK: true, Message: rep.String() + "; first-boot record in " + where}.WithResult(rep.Result)
+		msg := rep.String() + "; first-boot record in " + where
+		if uefi := installBootEntry(sysRoot, target, p.URL); uefi != "" {
+			log.Info(uefi)
+			msg += "; " + uefi
+		}
+		return tasks.Outcome{OK: true, Message: msg}.WithResult(rep.Result)
 	}
 }
 

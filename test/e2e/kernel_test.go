@@ -18,7 +18,7 @@ import (
 
 // The drivers the VM needs: virtio PCI transport, NIC and disk, and the
 // installed image's ext4 root (crc32c for its checksums).
-var wantModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "crc32c_generic"}
+var wantModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "ext4", "crc32c_generic", "efivarfs"}
 
 // kernelAndModules returns Debian's kernel and a lib/modules tree holding
 // only the modules the VM needs, with modules.dep and modules.alias made
@@ -45,9 +45,13 @@ func kernelAndModules(t *testing.T) (vmlinuz, modRoot, release string) {
 	release = strings.TrimPrefix(pkg, "linux-image-")
 	vmlinuz = filepath.Join(cache, "vmlinuz-"+release)
 	modRoot = filepath.Join(cache, "e2e-modules-"+release)
-	if _, err := os.Stat(filepath.Join(modRoot, "lib/modules", release, "modules.alias")); err == nil {
-		if _, err := os.Stat(vmlinuz); err == nil {
-			return vmlinuz, modRoot, release
+	// the cached tree holds the modules wanted now (MODROOT.wanted)
+	wanted := strings.Join(wantModules, " ")
+	if b, err := os.ReadFile(modRoot + ".wanted"); err == nil && string(b) == wanted {
+		if _, err := os.Stat(filepath.Join(modRoot, "lib/modules", release, "modules.alias")); err == nil {
+			if _, err := os.Stat(vmlinuz); err == nil {
+				return vmlinuz, modRoot, release
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -162,6 +166,7 @@ func kernelAndModules(t *testing.T) (vmlinuz, modRoot, release string) {
 	if err := os.Rename(tmp, modRoot); err != nil {
 		t.Fatal(err)
 	}
+	os.WriteFile(modRoot+".wanted", []byte(wanted), 0o644)
 	if _, err := os.Stat(vmlinuz); err != nil {
 		ks, _ := filepath.Glob(filepath.Join(x, "boot/vmlinuz-*"))
 		if len(ks) != 1 {

@@ -51,9 +51,28 @@ func MountKernelFS() error {
 			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
 		}
 	}
-	// efivarfs is optional: a BIOS boot has none, a kernel may lack it.
-	_ = unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, "")
+	// efivarfs is optional: a BIOS boot has none, a kernel may lack it
+	// (or have it as a module: MountEFIVars again after LoadModules).
+	_ = MountEFIVars()
 	return nil
+}
+
+// UEFI says whether the kernel was booted by UEFI firmware.
+func UEFI() bool {
+	_, err := os.Stat("/sys/firmware/efi")
+	return err == nil
+}
+
+// MountEFIVars mounts efivarfs on /sys/firmware/efi/efivars (already
+// mounted: nil). Debian builds it as a module (efivarfs), which the
+// kernel cannot load on demand without modprobe in the initramfs: pass it
+// to LoadModules first.
+func MountEFIVars() error {
+	err := unix.Mount("efivarfs", "/sys/firmware/efi/efivars", "efivarfs", 0, "")
+	if errors.Is(err, unix.EBUSY) {
+		return nil
+	}
+	return err
 }
 
 // Console returns a writer to the console, and to the first serial port
