@@ -241,3 +241,16 @@ func FuzzFromTask(f *testing.F) {
 		}
 	})
 }
+
+// The image is written onto a disk larger than itself: the GPT's backup
+// header is then not at the disk's end, and the seed still goes in.
+func TestImageOnLargerDisk(t *testing.T) {
+	t.Parallel()
+	p := makeDisk(t, 40<<20, gptTable("CIDATA", 36<<11), "")
+	if err := os.Truncate(p, 200<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(p, good); err != nil {
+		t.Fatalf("Apply() on a larger disk = %v", err)
+	}
+}
