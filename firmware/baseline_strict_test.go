@@ -1,8 +1,9 @@
 package firmware
 
 import (
-	"errors"
 	"testing"
+
+	"github.com/rackstrap/rackstrap/internal/strictyaml/strictyamltest"
 )
 
 // The strict checker's messages, one case per kind of problem, as they
@@ -10,36 +11,22 @@ import (
 // and scripts see, so a change to them must be deliberate.
 func TestBaselineStrictMessages(t *testing.T) {
 	t.Parallel()
-	tests := map[string]struct{ in, want string }{
-		"alias ok":            {"name: &n x\ncomponents: [{id: *n, version: '1'}]\n", ""},
-		"empty":               {"# nothing\n", "1:1: the baseline is empty; it needs a name and components"},
-		"notmap":              {"- a\n", "1:1: want a mapping of keys, got a list"},
-		"null package":        {"name: x\ncomponents: [{id: a, version: '1', package: ~}]\n", ""},
-		"null string":         {"name: ~\ncomponents: [{id: a, version: '1'}]\n", "1:7: name: want a string, got nothing"},
-		"second":              {"name: x\ncomponents: [{id: a, version: '1'}]\n---\nname: y\n", "3:1: more than one YAML document; a baseline is one document"},
-		"second bad":          {"name: x\ncomponents: [{id: a, version: '1'}]\n---\nname: [\n", "4:1: did not find expected node content"},
-		"struct scalar":       {"name: x\ncomponents: [{id: a, version: '1', package: bmc.bin}]\n", "2:45: components[0].package: want a mapping of keys, got \"bmc.bin\""},
-		"syntax":              {"name: x\ncomponents: [\n", "2:1: did not find expected node content"},
-		"unknown suggestless": {"name: x\ncomponents: [{id: a, versoin: '1'}]\n", "2:22: components[0].versoin: unknown field \"versoin\"; known fields: id, name, version, minimum, package"},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b, err := Parse([]byte(tc.in))
-			got := ""
-			if err != nil {
-				got = err.Error()
-				var pes ParseErrors
-				if !errors.As(err, &pes) {
-					t.Errorf("Parse(%q) error is %T, want ParseErrors", tc.in, err)
-				}
-			}
-			if got != tc.want {
-				t.Fatalf("Parse(%q) error =\n%s\nwant\n%s", tc.in, got, tc.want)
-			}
-			if b != nil && (len(b.Components) != 1 || b.Components[0].Line != 2) {
-				t.Errorf("Parse(%q) = %+v, want one rule at line 2", tc.in, b)
-			}
-		})
-	}
+	strictyamltest.Run[ParseErrors](t, func(t *testing.T, doc []byte) error {
+		b, err := Parse(doc)
+		if b != nil && (len(b.Components) != 1 || b.Components[0].Line != 2) {
+			t.Errorf("Parse(%q) = %+v, want one rule at line 2", doc, b)
+		}
+		return err
+	}, map[string]strictyamltest.Case{
+		"alias ok":            {In: "name: &n x\ncomponents: [{id: *n, version: '1'}]\n", Want: ""},
+		"empty":               {In: "# nothing\n", Want: "1:1: the baseline is empty; it needs a name and components"},
+		"notmap":              {In: "- a\n", Want: "1:1: want a mapping of keys, got a list"},
+		"null package":        {In: "name: x\ncomponents: [{id: a, version: '1', package: ~}]\n", Want: ""},
+		"null string":         {In: "name: ~\ncomponents: [{id: a, version: '1'}]\n", Want: "1:7: name: want a string, got nothing"},
+		"second":              {In: "name: x\ncomponents: [{id: a, version: '1'}]\n---\nname: y\n", Want: "3:1: more than one YAML document; a baseline is one document"},
+		"second bad":          {In: "name: x\ncomponents: [{id: a, version: '1'}]\n---\nname: [\n", Want: "4:1: did not find expected node content"},
+		"struct scalar":       {In: "name: x\ncomponents: [{id: a, version: '1', package: bmc.bin}]\n", Want: "2:45: components[0].package: want a mapping of keys, got \"bmc.bin\""},
+		"syntax":              {In: "name: x\ncomponents: [\n", Want: "2:1: did not find expected node content"},
+		"unknown suggestless": {In: "name: x\ncomponents: [{id: a, versoin: '1'}]\n", Want: "2:22: components[0].versoin: unknown field \"versoin\"; known fields: id, name, version, minimum, package"},
+	})
 }
