@@ -28,6 +28,11 @@ func (f *firmwareFeature) Start(_ context.Context, rt *Runtime) error {
 	if e := rt.Config.Edge; e != nil {
 		deps.DefaultUser, deps.DefaultPassword = e.Login.Username, e.Login.Password
 	}
+	for _, other := range rt.Config.Features {
+		if pf, ok := other.(*policyFeature); ok && pf.p.HasPowerWindows() {
+			deps.PowerHold = pf.powerHold // a package that restarts the host waits out no-power windows
+		}
+	}
 	r, err := fwrun.New(f.c, deps)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/policy"
 )
 
@@ -47,4 +48,14 @@ func (f *policyFeature) Start(ctx context.Context, rt *Runtime) error {
 		return err
 	}
 	return extendHolds(rt)
+}
+
+// powerHold is the policy's no-power window now, as the firmware runner
+// asks before a package that restarts the host.
+func (f *policyFeature) powerHold() *lifecycle.HeldError {
+	now := time.Now
+	if f.now != nil {
+		now = f.now
+	}
+	return f.p.PowerHold(now())
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackstrap/rackstrap/bmc"
+	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/secrets"
 	"github.com/rackstrap/rackstrap/controller/store"
@@ -119,6 +120,10 @@ type Deps struct {
 	Wake func()
 	// Registry, when set, gets the firmware runs' Prometheus series.
 	Registry prometheus.Registerer
+	// PowerHold, when set, says whether power actions must wait now (the
+	// local policy's no-power windows): a package that restarts the host
+	// waits, its intent recorded and nothing sent, until it returns nil.
+	PowerHold func() *lifecycle.HeldError
 }
 
 // Runner plans and drives firmware runs.
@@ -538,6 +543,11 @@ func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []fi
 		if !created {
 			r.log.Info("firmware: resuming step", "run", run, "node", name, "key", key, "task", st.Task)
 		}
+		if u.Package.Reset == firmware.ResetHost {
+			if err := r.waitPower(ctx, run, name, key, u.Component); err != nil {
+				return "", err
+			}
+		}
 		req := firmware.Request{Key: key, Component: u.Component, Package: u.Package, ImageURI: r.offer(u.Package),
 			Transfer: r.cfg.Transfer, ResumeTask: st.Task,
 			OnTask: func(task string) {
@@ -591,6 +601,46 @@ func (r *Runner) applyNode(ctx context.Context, run int64, name string, ups []fi
 		r.deps.Wake() // the gate lets the node move on now
 	}
 	return firmware.Succeeded, nil
+}
+
+// waitPower waits, before a package that restarts the host, until power
+// actions are allowed (Deps.PowerHold); the wait and its end are audited
+// once each, naming the rule.
+func (r *Runner) waitPower(ctx context.Context, run int64, name, key, component string) error {
+	if r.deps.PowerHold == nil {
+		return nil
+	}
+	held := false
+	for {
+		h := r.deps.PowerHold()
+		if h == nil {
+			if held {
+				if err := r.db.Audit(ctx, store.AuditInput{Actor: r.cfg.Actor, Action: "firmware.released", Node: name, Outcome: "released",
+					Detail: map[string]any{"run": run, "key": key, "component": component}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if !held {
+			held = true
+			detail := map[string]any{"run": run, "key": key, "component": component, "gate": h.Gate, "rule": h.Rule, "reason": h.Error()}
+			if !h.Until.IsZero() {
+				detail["until"] = h.Until.UTC().Format(time.RFC3339)
+			}
+			if err := r.db.Audit(ctx, store.AuditInput{Actor: r.cfg.Actor, Action: "firmware.held", Node: name, Outcome: "held", Detail: detail}); err != nil {
+				return err
+			}
+			r.log.Info("firmware: host restart waits for the power window to end", "run", run, "node", name, "component", component, "rule", h.Rule, "reason", h.Error())
+		}
+		t := time.NewTimer(r.cfg.Poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errStopped
+		case <-t.C:
+		}
+	}
 }
 
 func flashOutcome(res firmware.Result) string {

@@ -231,12 +231,23 @@ type powerGuard struct {
 }
 
 func (g *powerGuard) refuse() error {
-	t := g.now()
-	v := g.p.PowerWindow(t)
+	if h := g.p.PowerHold(g.now()); h != nil {
+		return h
+	}
+	return nil
+}
+
+// HasPowerWindows reports whether the policy has no-power windows.
+func (p *Policy) HasPowerWindows() bool { return len(p.windows) > 0 }
+
+// PowerHold returns the hold a power action at t is under (the window in
+// force, until when), or nil when power actions are allowed.
+func (p *Policy) PowerHold(t time.Time) *lifecycle.HeldError {
+	v := p.PowerWindow(t)
 	if v == nil {
 		return nil
 	}
-	end, _ := g.p.PowerResumes(t)
+	end, _ := p.PowerResumes(t)
 	return &lifecycle.HeldError{Gate: "policy", Rule: v.Rule, Reason: v.Error(), Until: end, Err: v}
 }
 
