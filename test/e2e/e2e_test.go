@@ -243,8 +243,9 @@ type nodeDetail struct {
 // the netboot initramfs) checking in its inventory, validation against the
 // qemu-vm profile, the signed image streamed to the virtio disk, the boot
 // from disk, the installed OS's first-boot check-in and burn-in, and the
-// hand-off to a real slurmctld (a dynamic node with the verified facts).
-// Decommissioning then drains the node in Slurm with a reason, removes it
+// hand-off to a real slurmctld (a dynamic node with the verified facts):
+// first with slurmctld stopped, which fails the node with handoff-failed,
+// then by the technician's retry once it is back. Decommissioning then drains the node in Slurm with a reason, removes it
 // and powers the machine off.
 func TestPowerOnToHandedOff(t *testing.T) {
 	need(t, map[string]string{"qemu-system-x86_64": "qemu-system-x86", "ipmi_sim": "openipmi", "ipmitool": "ipmitool",
@@ -319,6 +320,10 @@ func TestPowerOnToHandedOff(t *testing.T) {
         bmc: ipmi://127.0.0.1:%d
         macs: [%s]
 `, vm.ipmiLAN, vmMAC), 0o644)
+	// slurmctld is down when the node comes to its hand-off (it is needed
+	// for nothing before): the hand-off fails, and once slurmctld is back
+	// the technician's retry hands the node off.
+	sc.StopSlurmctld()
 	if out, err := cli("apply", manifest, "--provision"); err != nil {
 		t.Fatalf("rackstrap apply: %v\n%s", err, out)
 	}
@@ -326,21 +331,34 @@ func TestPowerOnToHandedOff(t *testing.T) {
 
 	var d nodeDetail
 	last := model.State("")
-	waitUntil(t, serve, 10*time.Minute, node+" HandedOff", func() bool {
-		out, err := cli("nodes", "show", node, "-o", "json")
-		if err != nil || json.Unmarshal([]byte(out), &d) != nil {
+	watch := func(want model.State) func() bool {
+		return func() bool {
+			out, err := cli("nodes", "show", node, "-o", "json")
+			if err != nil || json.Unmarshal([]byte(out), &d) != nil {
+				return false
+			}
+			if d.State != last {
+				t.Logf("%6.1fs %s: %s", time.Since(provisioned).Seconds(), node, d.State)
+				last = d.State
+			}
+			if d.State == want {
+				return true
+			}
+			if d.State == model.Failed || d.State == model.Quarantined {
+				t.Fatalf("%s went to %s: %s: %s\nfindings: %s", node, d.State, d.FailureClass, d.FailureMsg, d.Findings)
+			}
 			return false
 		}
-		if d.State != last {
-			t.Logf("%6.1fs %s: %s", time.Since(provisioned).Seconds(), node, d.State)
-			last = d.State
-		}
-		if d.State == model.Failed || d.State == model.Quarantined {
-			t.Fatalf("%s went to %s: %s: %s\nfindings: %s", node, d.State, d.FailureClass, d.FailureMsg, d.Findings)
-		}
-		return d.State == model.HandedOff
-	})
-	t.Logf("power-on to HandedOff in %v (whole test so far %v)", time.Since(provisioned).Round(time.Second), time.Since(start).Round(time.Second))
+	}
+	waitUntil(t, serve, 10*time.Minute, node+" Failed at its hand-off (slurmctld down)", watch(model.Failed))
+	t.Logf("power-on to the failed hand-off in %v (whole test so far %v)", time.Since(provisioned).Round(time.Second), time.Since(start).Round(time.Second))
+	handOffFailed(t, sc, d.Node)
+	retried := time.Now()
+	if out, err := cli("nodes", "act", node, "retry"); err != nil {
+		t.Fatalf("rackstrap nodes act %s retry: %v\n%s", node, err, out)
+	}
+	waitUntil(t, serve, 5*time.Minute, node+" HandedOff", watch(model.HandedOff))
+	t.Logf("retry to HandedOff in %v (whole test so far %v)", time.Since(retried).Round(time.Second), time.Since(start).Round(time.Second))
 
 	// The timeline: every step of the chain, in order, each succeeded.
 	want := []string{"enroll", "set-boot-network", "boot-network", "wait-netboot-checkin", "inspect", "validate",

@@ -80,6 +80,25 @@ func checkSlurmNode(t *testing.T, sc *slurmtest.Controller, n model.Node, inv *i
 	}
 }
 
+// handOffFailed asserts how a hand-off to a stopped slurmctld fails: the
+// node Failed from Ready with handoff-failed and a message naming Slurm and
+// the node, then brings slurmctld back and checks that nothing of the node
+// reached it.
+func handOffFailed(t *testing.T, sc *slurmtest.Controller, n model.Node) {
+	t.Helper()
+	t.Logf("hand-off with slurmctld down: %s: %s", n.FailureClass, n.FailureMsg)
+	if n.FailureClass != model.ClassHandOffFailed || n.FailedFrom != model.Ready {
+		t.Errorf("%s failed from %s with class %s, want %s from %s", n.Name, n.FailedFrom, n.FailureClass, model.ClassHandOffFailed, model.Ready)
+	}
+	if !strings.Contains(n.FailureMsg, "slurm "+n.Name) {
+		t.Errorf("the failure reads %q; want it to name Slurm and the node (\"slurm %s: …\")", n.FailureMsg, n.Name)
+	}
+	sc.StartSlurmctld()
+	if out, err := sc.Scontrol("show", "node", n.Name, "-o"); err == nil || strings.Contains(out, "NodeName="+n.Name) {
+		t.Errorf("scontrol show node %s after the failed hand-off = %v:\n%s\nwant no such node", n.Name, err, out)
+	}
+}
+
 func sameSet(a, b []string) bool {
 	a, b = slices.Clone(a), slices.Clone(b)
 	slices.Sort(a)
