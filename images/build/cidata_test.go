@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/rackstrap/rackstrap/images/seed"
 	"github.com/rackstrap/rackstrap/images/spec"
@@ -88,7 +91,7 @@ const testUserData = "#cloud-config\nhostname: r12-n01\nwrite_files:\n  - path: 
 // and the root are untouched; writing the same seed again changes no byte.
 func TestSeedOnBuiltDisk(t *testing.T) {
 	t.Parallel()
-	need(t, "sgdisk", "fsck.vfat", "mdir", "mtype", "mlabel", "blkid", "cloud-init")
+	need(t, "sgdisk", "fsck.vfat", "mdir", "mtype", "mlabel", "mcopy", "blkid", "cloud-init")
 	dir := fixture(t, "  disk: {size: 96MiB, esp_size: 34MiB}\n")
 	r := buildWith(t, dir, Options{OutDir: filepath.Join(dir, "out"), CIDATASize: 34 << 20})
 	raw := r.Files["tiny.raw"]
@@ -123,6 +126,7 @@ func TestSeedOnBuiltDisk(t *testing.T) {
 	if out, err := execCtx(ctx, "cloud-init", "schema", "--config-file", ud); err != nil || !strings.Contains(out, "Valid") {
 		t.Errorf("cloud-init schema --config-file (user-data read back): %v\n%s", err, out)
 	}
+	nocloudReads(t, part, s)
 	if err := seed.Verify(disk, s); err != nil {
 		t.Errorf("seed.Verify() = %v", err)
 	}
@@ -200,5 +204,88 @@ func TestCIDATASizeRefused(t *testing.T) {
 				t.Errorf("a refused build left %v", m)
 			}
 		})
+	}
+}
+
+// nocloudScript has cloud-init's own NoCloud datasource read a seed
+// directory (the files mcopy took out of CIDATA) the way it reads a
+// mounted CIDATA filesystem at boot, and parse the network configuration
+// with cloud-init's network-state parser. Device probing is off (fs_label
+// None): the test looks at no disk of the machine.
+const nocloudScript = `import sys, json, tempfile
+from cloudinit import helpers
+from cloudinit.net import network_state
+from cloudinit.sources.DataSourceNoCloud import DataSourceNoCloud
+tmp = tempfile.mkdtemp(dir=sys.argv[2])
+paths = helpers.Paths({"cloud_dir": tmp + "/cloud", "run_dir": tmp + "/run"})
+ds = DataSourceNoCloud(sys_cfg={"datasource": {"NoCloud": {"fs_label": None}}}, distro=None, paths=paths)
+ds.seed_dirs = [sys.argv[1]]
+if not ds._get_data():
+    sys.exit("NoCloud found no seed in " + sys.argv[1])
+if ds.network_config:
+    network_state.parse_net_config_data(ds.network_config, skip_broken=False)
+ud = ds.userdata_raw
+print(json.dumps({"metadata": ds.metadata, "userdata": ud.decode() if isinstance(ud, bytes) else ud, "network": ds.network_config}))
+`
+
+// nocloudReads copies the seed out of the CIDATA partition image with
+// mcopy and checks that cloud-init's NoCloud datasource (run with the
+// Python that runs cloud-init) reads back what was written.
+func nocloudReads(t *testing.T, part string, s seed.Seed) {
+	t.Helper()
+	dir := t.TempDir()
+	seedDir := filepath.Join(dir, "seed")
+	if err := os.Mkdir(seedDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mcopy", "-n", "-i", part, "::/*", seedDir)
+	ci, err := exec.LookPath("cloud-init")
+	if err != nil {
+		t.Fatal("cloud-init is not installed; install the Debian package cloud-init (test/apt-packages.txt)")
+	}
+	head, err := os.ReadFile(ci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	py := "/usr/bin/python3"
+	if l, _, _ := strings.Cut(string(head), "\n"); strings.HasPrefix(l, "#!") {
+		py = strings.Fields(strings.TrimPrefix(l, "#!"))[0]
+	}
+	script := filepath.Join(dir, "nocloud.py")
+	if err := os.WriteFile(script, []byte(nocloudScript), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, script, seedDir, dir)
+	cmd.Stderr = nil
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("cloud-init's NoCloud datasource could not read the seed: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("run %s: %v", py, err)
+	}
+	var got struct {
+		Metadata map[string]any `json:"metadata"`
+		Userdata string         `json:"userdata"`
+		Network  map[string]any `json:"network"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("NoCloud reader output %q: %v", out, err)
+	}
+	var md map[string]any
+	if err := yaml.Unmarshal([]byte(s.MetaData), &md); err != nil {
+		t.Fatal(err)
+	}
+	if got.Metadata["instance-id"] != md["instance-id"] || got.Metadata["local-hostname"] != md["local-hostname"] {
+		t.Errorf("NoCloud meta-data = %v, want %v", got.Metadata, md)
+	}
+	if got.Userdata != s.UserData {
+		t.Errorf("NoCloud user-data = %q, want %q", got.Userdata, s.UserData)
+	}
+	if (s.NetworkConfig != "") != (got.Network != nil) || (got.Network != nil && got.Network["version"] != float64(2)) {
+		t.Errorf("NoCloud network-config = %v, want version 2 from %q", got.Network, s.NetworkConfig)
 	}
 }

@@ -29,7 +29,7 @@ func need(t testing.TB, tools ...string) {
 	t.Helper()
 	pkgs := map[string]string{"sgdisk": "gdisk", "fsck.vfat": "dosfstools", "e2fsck": "e2fsprogs", "debugfs": "e2fsprogs",
 		"mksquashfs": "squashfs-tools", "unsquashfs": "squashfs-tools", "xorriso": "xorriso", "cpio": "cpio", "qemu-img": "qemu-utils", "zstd": "zstd",
-		"mdir": "mtools", "mtype": "mtools", "mlabel": "mtools", "cloud-init": "cloud-init", "blkid": "util-linux"}
+		"mdir": "mtools", "mtype": "mtools", "mlabel": "mtools", "mcopy": "mtools", "cloud-init": "cloud-init", "blkid": "util-linux"}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s is not installed; run 'make test-deps' (Debian package %s)", tool, pkgs[tool])
