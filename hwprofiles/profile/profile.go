@@ -12,10 +12,8 @@
 package profile
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -24,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
+	"github.com/rackstrap/rackstrap/internal/strictyaml"
 )
 
 // Profile is one hardware profile.
@@ -171,22 +170,17 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
 // Parse reads one profile strictly. name is the file name used in errors.
 // The result is not yet resolved: Extends is only checked for form.
 func Parse(name string, data []byte) (*Profile, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: name, Line: 1, Column: 1, Msg: "empty profile; a profile needs at least a name"}}
-		}
-		return nil, Errors{yamlSyntaxErr(name, err)}
+	doc, err := strictyaml.ReadDocument(data)
+	switch {
+	case errors.Is(err, strictyaml.ErrEmpty):
+		return nil, Errors{{File: name, Line: 1, Column: 1, Msg: "empty profile; a profile needs at least a name"}}
+	case err != nil:
+		line, msg := strictyaml.Locate(err)
+		return nil, Errors{{File: name, Line: max(line, 1), Column: 1, Msg: "invalid YAML: " + msg}}
+	case doc.Next != nil:
+		return nil, Errors{{File: name, Line: doc.Next.Line, Column: doc.Next.Column, Msg: "more than one YAML document; put one profile per file"}}
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, Errors{{File: name, Line: extra.Line, Column: extra.Column, Msg: "more than one YAML document; put one profile per file"}}
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
+	root := doc.Root
 	c := &checker{}
 	c.check(root, reflectProfile, "")
 	if len(c.errs) == 0 {
@@ -205,20 +199,6 @@ func Parse(name string, data []byte) (*Profile, error) {
 		e.File = name
 	}
 	return nil, c.errs
-}
-
-var yamlLineRE = regexp.MustCompile(`line (\d+)(?:, column (\d+))?: (.*)`)
-
-func yamlSyntaxErr(name string, err error) *Error {
-	e := &Error{File: name, Line: 1, Column: 1, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		fmt.Sscan(m[1], &e.Line)
-		if m[2] != "" {
-			fmt.Sscan(m[2], &e.Column)
-		}
-		e.Msg = "invalid YAML: " + m[3]
-	}
-	return e
 }
 
 // Load reads and parses one profile file.
