@@ -22,7 +22,7 @@ const (
 )
 
 // demoSlurmHint is how to get the hand-off when it was skipped.
-const demoSlurmHint = "to see the rack handed to a real Slurm controller, run as root with slurmctld and munge installed " +
+const demoSlurmHint = "to see it handed to a real Slurm controller, run the demo as root with slurmctld and munge installed " +
 	"('apt-get install slurmctld munge'; 'make demo' installs them as root on Debian)"
 
 // demoSlurm is the demo's private Slurm controller, started beside the
@@ -120,7 +120,7 @@ func (s *demoSlurm) header(out io.Writer) {
 		return
 	}
 	if s.cluster == nil {
-		fmt.Fprintf(out, "Slurm hand-off skipped (%s): the rack ends at Ready;\n  %s\n", s.skipped, demoSlurmHint)
+		fmt.Fprintf(out, "Slurm hand-off skipped: %s\n  The rack ends at Ready; %s\n", strings.TrimPrefix(s.skipped, "slurmlocal: "), demoSlurmHint)
 		return
 	}
 	fmt.Fprintf(out, "Slurm: a private slurmctld (network namespace %s, files in %s) receives every validated node\n",
@@ -131,7 +131,7 @@ func (s *demoSlurm) header(out io.Writer) {
 func (s *demoSlurm) summary(ctx context.Context, out io.Writer) error {
 	if s.cluster == nil {
 		if s.mode != demoSlurmOff {
-			fmt.Fprintf(out, "\nSlurm hand-off was skipped (%s);\n  %s\n", s.skipped, demoSlurmHint)
+			fmt.Fprintf(out, "\nSlurm hand-off was skipped: %s\n  %s\n", strings.TrimPrefix(s.skipped, "slurmlocal: "), demoSlurmHint)
 		}
 		return nil
 	}

@@ -134,6 +134,10 @@ type proc struct {
 // installed and root. Its error matches ErrNotInstalled or ErrNotRoot and
 // says what to do.
 func Check() error {
+	// root first: without it the programs may merely be off PATH (/usr/sbin)
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("slurmlocal: %w: slurmctld runs in a network namespace of its own, which needs root; run as root", ErrNotRoot)
+	}
 	var missing []string
 	for _, bin := range slices.Sorted(maps.Keys(binaries)) {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -149,9 +153,6 @@ func Check() error {
 		}
 		return fmt.Errorf("slurmlocal: %w: %s not found; install them with 'apt-get install %s'", ErrNotInstalled,
 			strings.Join(missing, ", "), strings.Join(pkgs, " "))
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("slurmlocal: %w: slurmctld runs in a network namespace of its own, which needs root; run as root", ErrNotRoot)
 	}
 	return nil
 }
