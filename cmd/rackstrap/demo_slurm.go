@@ -140,7 +140,13 @@ func (s *demoSlurm) summary(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("demo: read the nodes back from slurmctld: %w", err)
 	}
 	fmt.Fprintf(out, "\nSlurm nodes (scontrol show nodes, private slurmctld in namespace %s)\n", s.cluster.Netns)
-	return slurmTable(out, lines)
+	if err := slurmTable(out, lines); err != nil {
+		return err
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(out, "  (dynamic CLOUD nodes, not drained: no slurmd runs on a simulated machine, so slurmctld shows them POWERED_DOWN; a real node's slurmd registers it)")
+	}
+	return nil
 }
 
 // slurmTable renders `scontrol show nodes -o` lines as a table.
