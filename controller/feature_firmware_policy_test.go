@@ -41,9 +41,11 @@ func TestPolicyRequiresFirmwareCompliance(t *testing.T) {
 	ctl := startPolicyController(t, cfg)
 
 	var h *lifecycle.Hold
+	// The first look may find the BMC slow to answer (the gate then holds
+	// the node as undecided): wait for the decided hold.
 	fwWaitUntil(t, "the policy to hold the node before imaging", func() bool {
 		h = policyHoldOf(t, ctl, "fw-n01")
-		return h != nil
+		return h != nil && strings.Contains(h.Reason, "is behind baseline")
 	})
 	if h.Gate != "policy" || h.Rule != policy.RuleFirmwareCompliance || h.Next != model.Imaging ||
 		!strings.Contains(h.Reason, "policy rule firmware-compliance: ") || !strings.Contains(h.Reason, "BIOS 2.1.7 is behind baseline 2.2.0") {
