@@ -11,6 +11,12 @@
 #   BENCH_OUT=DIR             keep the JSON results and CPU profiles there
 #   RACKSTRAP=PATH            the binary (default bin/rackstrap, built if missing)
 #   FLEET_CACHE_RACK_SIZES="10 40"  hosts per rack of the rack-cache measure
+#   REALFLEET_SIZES="25x40"   racks x machines of the real-protocol fleet ("" skips it)
+#
+# Then fleets whose machines speak the real protocols (test/bench/fleet:
+# Redfish BMC simulators driven by bmclib, the controller's own DHCP through
+# one relay per rack, TFTP, HTTP, agents streaming the signed image), in one
+# process with the controller; Discovered -> Ready.
 #
 # Then the image bytes the controller's boot server sends per node, with and
 # without a rack cache (controller/cache, `serve --role rack-cache`): two
@@ -104,4 +110,32 @@ echo
 echo "| racks × hosts | image | per node, no cache | per node, rack cache | reduction |"
 echo "| :---: | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${cache_rows[@]}"
+
+real_rows=()
+for size in ${REALFLEET_SIZES-"25x40"}; do
+	racks=${size%x*} per=${size#*x}
+	echo "bench-fleet: real-protocol fleet, $racks racks of $per..." >&2
+	log="$out/realfleet-$size.log"
+	if ! REALFLEET_RACKS=$racks REALFLEET_PER_RACK=$per REALFLEET_TIMEOUT_S=600 go test -count=1 -timeout 15m -run 'TestRealProtocolFleet$' -v \
+		-cpuprofile "$out/realfleet-$size.pprof" -o "$out/realfleet.test" ./test/bench/fleet >"$log" 2>&1; then
+		echo "bench-fleet: MISSED: the real-protocol fleet of $size did not finish (see $log)" >&2
+		tail -5 "$log" >&2
+		fail=1
+		continue
+	fi
+	line=$(grep -o 'realfleet: .*' "$log" | head -1)
+	val() { echo "$line" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+	n=$(val nodes) wall=$(val wall) cpu=$(val cpu) rss=$(val rssMiB)
+	sim=$(go tool pprof -top -focus='test/fleet|bmc/redfishsim' "$out/realfleet.test" "$out/realfleet-$size.pprof" 2>/dev/null |
+		sed -n 's/.*Showing nodes accounting for [^,]*, \([0-9.]*\)% of .*/\1/p' | head -1)
+	real_rows+=("| $n ($racks × $per) | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | ${rss} MiB | $(awk -v c="$cpu" 'BEGIN{printf "%.1f s", c}') | ${sim:-?} % |")
+done
+if [ ${#real_rows[@]} -gt 0 ]; then
+	echo
+	echo "Real-protocol fleet, Discovered → Ready, controller (SQLite) and simulated machines in one process (default limits: 64 workers, 8 BMC steps a rack):"
+	echo
+	echo "| machines | wall time | machines/s | peak RSS | CPU time | CPU in simulator stacks |"
+	echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+	printf '%s\n' "${real_rows[@]}"
+fi
 exit $fail
