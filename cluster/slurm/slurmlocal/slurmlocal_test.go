@@ -225,3 +225,20 @@ func TestSweep(t *testing.T) {
 		}
 	}
 }
+
+func FuzzNodeLines(f *testing.F) {
+	f.Add("No nodes in the system\n")
+	f.Add("NodeName=b Arch=x\nNodeName=a CoresPerSocket=1 \n\n")
+	f.Add("NodeName=gpu001 CoresPerSocket=56 CPUTot=224 Gres=gpu:h100:8 State=IDLE+CLOUD Reason=x y [root@2026-01-01T00:00:00]\r\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		lines := NodeLines(out)
+		for i, l := range lines {
+			if !strings.HasPrefix(l, "NodeName=") || strings.ContainsAny(l, "\n") || l != strings.TrimSpace(l) {
+				t.Errorf("NodeLines(%q)[%d] = %q, not one trimmed NodeName= line", out, i, l)
+			}
+			if i > 0 && lines[i-1] > l {
+				t.Errorf("NodeLines(%q) not sorted: %q", out, lines)
+			}
+		}
+	})
+}
