@@ -67,7 +67,7 @@ type Options struct {
 	// end of what has been written so far would read back short.
 	ReadBack io.ReaderAt
 	// Progress is called after every range with the running totals, from
-	// the writer's goroutine (or the checker's, with ReadBack).
+	// the writer's or the checker's goroutine, one call at a time.
 	Progress func(Progress)
 }
 

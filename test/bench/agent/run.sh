@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Image write benchmark: Rackstrap's streaming writer (rackstrap-agent
-# write-image: HTTP GET, every range hashed before it is written, zero blocks
-# skipped, fsync, then the whole target read back and hashed) against the
+# write-image: HTTP GET, sha256 while streaming, zero blocks skipped, every
+# range read back with O_DIRECT and compared with the hashed bytes while the
+# next is written, one fsync at the end) against the
 # usual pipeline `curl | zstd -d | dd conv=fsync` (no verification at all),
 # the same image served by the same nginx on loopback, in the same run,
 # alternating, best of RUNS. Also `curl | dd` of the raw image (the peer
@@ -101,7 +102,7 @@ echo "Image write, ${MB} MiB image (${zmb} MiB as zstd -3), nginx on loopback to
 echo
 echo "| pipeline | seconds | MiB/s | ratio (peer / ours) |"
 echo "| --- | --- | --- | --- |"
-printf '| rackstrap-agent write-image (verified while writing, read back) | %.2f | %s | |\n' "$o" "$(mibs "$o")"
+printf '| rackstrap-agent write-image (sha256 while writing, every byte read back with O_DIRECT and compared, fsync) | %.2f | %s | |\n' "$o" "$(mibs "$o")"
 printf '| curl .zst \\| zstd -d \\| dd conv=fsync (no verification) | %.2f | %s | %s |\n' "$z" "$(mibs "$z")" "$(ratio "$z")"
 printf '| curl .raw \\| dd conv=fsync (no verification) | %.2f | %s | %s |\n' "$r" "$(mibs "$r")" "$(ratio "$r")"
 printf '| curl .zst \\| zstd -d \\| tee >(sha256sum) \\| dd conv=fsync; sha256sum (read back) | %.2f | %s | %s |\n' "$v" "$(mibs "$v")" "$(ratio "$v")"

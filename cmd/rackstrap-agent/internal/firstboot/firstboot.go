@@ -11,9 +11,9 @@
 //	"RACKSTRAP-FIRSTBOOT 1\n" + JSON + "\n", zero-padded
 //
 // which lies past the image (the netboot agent cannot mount the image's
-// filesystems) and clear of the backup GPT in the last 33 sectors. It
-// survives until something repartitions or grows a filesystem over the end
-// of the disk, which the first boot must therefore do after checking in.
+// filesystems), clear of the backup GPT in the last 33 sectors, and
+// outside the last partition, which the imaging grows only to 1 MiB before
+// the disk's end (imaging.GrowReserve).
 package firstboot
 
 import (
