@@ -98,7 +98,8 @@ func (e *handOffError) FailureClass() string { return string(model.ClassHandOffF
 
 // KubernetesHandOff hands nodes to a Kubernetes cluster: the node joined by
 // itself at first boot (kubeadm join from the cloud-init the controller
-// serves), and hand-off labels it with the verified facts, lifts the
+// renders, which the agent wrote into the disk's CIDATA seed partition:
+// ClusterSeeder), and hand-off labels it with the verified facts, lifts the
 // pending taint and uncordons it; release cordons and taints it.
 type KubernetesHandOff struct {
 	cluster *kubernetes.Cluster
