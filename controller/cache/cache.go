@@ -75,6 +75,9 @@ type Config struct {
 	RetryWait time.Duration
 	// MaxBlob refuses upstream files larger than this (default 256 GiB).
 	MaxBlob int64
+	// UpstreamIdle ends an upstream response that sends nothing for this
+	// long (default 60 s); the fetch then resumes with Range.
+	UpstreamIdle time.Duration
 	// ReadHeaderTimeout and IdleTimeout guard against slow or idle
 	// clients (defaults 10 s, 60 s).
 	ReadHeaderTimeout, IdleTimeout time.Duration
@@ -105,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBlob <= 0 {
 		c.MaxBlob = 256 << 30
+	}
+	if c.UpstreamIdle <= 0 {
+		c.UpstreamIdle = 60 * time.Second
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		c.ReadHeaderTimeout = 10 * time.Second
@@ -568,7 +574,14 @@ func (c *Cache) fetch(fl *flight, up string) (err error) {
 // fetchOnce makes one upstream request from written on. done: the whole
 // file is in; retry: the failure may pass.
 func (c *Cache) fetchOnce(fl *flight, src string, tmp *os.File, sum hash.Hash, written, size *int64, etag *string, rd *os.File) (done, retry bool, err error) {
-	req, err := http.NewRequestWithContext(c.base, http.MethodGet, src, nil)
+	// A stalled upstream (no bytes for UpstreamIdle) is cut off and the
+	// fetch resumes.
+	ctx, cancel := context.WithCancelCause(c.base)
+	defer cancel(nil)
+	errIdle := fmt.Errorf("the upstream sent nothing for %s", c.cfg.UpstreamIdle)
+	idle := time.AfterFunc(c.cfg.UpstreamIdle, func() { cancel(errIdle) })
+	defer idle.Stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
 	if err != nil {
 		return false, false, fmt.Errorf("fetch %s: %w", src, err)
 	}
@@ -622,6 +635,7 @@ func (c *Cache) fetchOnce(fl *flight, src string, tmp *os.File, sum hash.Hash, w
 	}
 	buf := make([]byte, 256<<10)
 	for {
+		idle.Reset(c.cfg.UpstreamIdle)
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			if *written+int64(n) > limit {
@@ -642,6 +656,9 @@ func (c *Cache) fetchOnce(fl *flight, src string, tmp *os.File, sum hash.Hash, w
 			return true, false, nil
 		}
 		if rerr != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
+				rerr = cause
+			}
 			return false, true, fmt.Errorf("fetch %s: after %d bytes: %w", src, *written, rerr)
 		}
 	}

@@ -38,6 +38,7 @@ type upstream struct {
 	files map[string][]byte
 	gate  chan struct{} // when not nil, requests wait for it to close
 	cut   atomic.Int64  // when > 0, the next full response stops after that many bytes
+	stall atomic.Int64  // when > 0, the next full response stalls after that many bytes until the client leaves
 	reqs  atomic.Int64
 	rng   atomic.Int64 // requests with Range
 }
@@ -62,6 +63,13 @@ func newUpstream(t *testing.T) *upstream {
 		}
 		sum := sha256.Sum256(b)
 		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
+		if n := u.stall.Swap(0); n > 0 && r.Header.Get("Range") == "" {
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+			w.Write(b[:n])
+			http.NewResponseController(w).Flush()
+			<-r.Context().Done()
+			return
+		}
 		if n := u.cut.Swap(0); n > 0 && r.Header.Get("Range") == "" {
 			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 			w.Write(b[:n])
@@ -89,8 +97,10 @@ func randomBlob(n int) ([]byte, string) {
 // startCache runs a cache on loopback until the test ends.
 func startCache(t *testing.T, upstreamURL, dir string) (*Cache, string) {
 	t.Helper()
+	// UpstreamIdle is long: the tests that count upstream requests must
+	// not see an idle cut-off on a loaded machine.
 	c, err := New(Config{Upstream: upstreamURL, Dir: dir, Addr: netip.MustParseAddrPort("127.0.0.1:0"),
-		RetryWait: 10 * time.Millisecond, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+		RetryWait: 10 * time.Millisecond, UpstreamIdle: 10 * time.Minute, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +307,34 @@ func TestResumesInterruptedUpstream(t *testing.T) {
 	}
 	if up.rng.Load() != 1 {
 		t.Errorf("upstream Range requests = %d, want 1", up.rng.Load())
+	}
+}
+
+// An upstream that stops sending mid-body is cut off after UpstreamIdle
+// and the fetch resumes from where it stopped.
+func TestResumesStalledUpstream(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	blob, digest := randomBlob(1 << 20)
+	up.put("/image.raw", blob)
+	up.stall.Store(300_000)
+	c, err := New(Config{Upstream: up.srv.URL, Dir: t.TempDir(), Addr: netip.MustParseAddrPort("127.0.0.1:0"),
+		RetryWait: 10 * time.Millisecond, UpstreamIdle: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-c.Ready()
+	url, _ := BlobURL("http://"+c.Addr().String(), up.srv.URL+"/image.raw", digest)
+	resp, b, err := get(t, url, nil)
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(b, blob) {
+		t.Fatalf("GET through a stalled upstream: %v (%d bytes)", err, len(b))
+	}
+	if s := c.Stats(); s.Resumes == 0 || s.Fetches != 1 {
+		t.Errorf("Stats() = %+v, want the one fetch resumed", s)
 	}
 }
 
