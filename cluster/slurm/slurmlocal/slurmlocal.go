@@ -57,10 +57,6 @@ var (
 	ErrNotRoot = errors.New("not running as root")
 )
 
-// Packages are the Debian packages a local controller needs, for messages
-// ("apt-get install slurmctld munge").
-var Packages = []string{"slurmctld", "slurm-client", "munge", "iproute2"}
-
 // binaries maps each program Start runs to its Debian package.
 var binaries = map[string]string{"slurmctld": "slurmctld", "scontrol": "slurm-client", "munged": "munge", "ip": "iproute2"}
 
