@@ -54,6 +54,9 @@ func startAgentTLS(rt *Runtime, ca *auth.CA) error {
 	if rt.Config.Edge == nil || rt.Config.Boot == nil {
 		return nil // simulated machines have no boot script
 	}
+	if !strings.HasPrefix(rt.Config.Edge.AgentServer, "https://") {
+		return fmt.Errorf("--agent-tls with real machines needs --agent-url https://HOST:PORT, the API's HTTPS URL as agents reach it (the image task hands it to the installed OS's first boot too); got %q", rt.Config.Edge.AgentServer)
+	}
 	server := agentURL(rt)
 	rel, err := agenttls.WriteSiteInitrd(rt.Config.Boot.ArtifactDir, ca.PEM, server)
 	if err != nil {

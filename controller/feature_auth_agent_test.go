@@ -2,10 +2,12 @@ package controller_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,8 +42,21 @@ func TestAgentTLSBootScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Refused without an HTTPS agent URL: the installed OS's first boot
+	// would be told plain HTTP.
+	refused := controller.Config{DataDir: filepath.Join(dir, "refused"), APIListen: "127.0.0.1:0", Edge: l.Edge, Boot: l.Boot, Features: []controller.Feature{authF}}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	err = controller.Run(ctx, refused, slog.New(slog.DiscardHandler), func(*controller.Controller) { t.Error("started with --agent-tls and an http:// agent URL") })
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "--agent-url https://") {
+		t.Errorf("Run with an http:// agent URL = %v, want a refusal naming --agent-url", err)
+	}
+
+	// Agents reach the API by this URL (the test reads the script only).
+	edge := *l.Edge
+	edge.AgentServer = "https://127.0.0.1:8443"
 	data := filepath.Join(dir, "data")
-	c := startPolicyController(t, controller.Config{DataDir: data, APIListen: "127.0.0.1:0", Edge: l.Edge, Boot: l.Boot,
+	c := startPolicyController(t, controller.Config{DataDir: data, APIListen: "127.0.0.1:0", Edge: &edge, Boot: l.Boot,
 		Features: []controller.Feature{authF, openAPICheck{}}})
 
 	get := func(url string) []byte {
@@ -59,7 +74,7 @@ func TestAgentTLSBootScript(t *testing.T) {
 	}
 	// An unknown machine gets the discovery boot: the agent, with a token.
 	script := string(get(l.Boot.BootBase + "/ipxe?mac=52:54:00:aa:bb:01"))
-	if !strings.Contains(script, "rackstrap.server=https://") || !strings.Contains(script, "rackstrap.ca=/etc/rackstrap/ca.crt") {
+	if !strings.Contains(script, "rackstrap.server=https://127.0.0.1:8443 ") || !strings.Contains(script, "rackstrap.ca=/etc/rackstrap/ca.crt") {
 		t.Fatalf("boot script does not send the agent to the HTTPS API trusting the site CA:\n%s", script)
 	}
 	m := regexp.MustCompile(`initrd --name \S+ (\S+/site/rackstrap-site-[0-9a-f]+\.cpio)`).FindStringSubmatch(script)

@@ -21,7 +21,7 @@ func init() {
 		fl.StringSliceVar(&c.ClientCAFiles, "client-ca", nil, "PEM `FILE` of a CA whose client certificates are accepted besides the local CA's (repeatable); role from the subject OU")
 		fl.StringSliceVar(&c.Hosts, "tls-host", nil, "extra DNS `NAME` or address in the issued server certificate (repeatable)")
 		fl.DurationVar(&c.SummaryEvery, "auth-audit-every", time.Minute, "how often refused API requests are summarised into one audit entry")
-		fl.BoolVar(&c.AgentTLS, "agent-tls", false, "agents on real machines speak TLS: the boot script appends a site initrd with the local CA and the API's HTTPS URL, and agents may get a client certificate bound to their node (mutual TLS); turns --api-tls auto on with real machines")
+		fl.BoolVar(&c.AgentTLS, "agent-tls", false, "agents on real machines speak TLS: the boot script appends a site initrd with the local CA and the API's HTTPS URL (give --agent-url https://HOST:PORT), and agents may get a client certificate bound to their node (mutual TLS); turns --api-tls auto on with real machines")
 		return func() (controller.Feature, error) {
 			if c.Mode == "off" && c.TLS == "off" {
 				return nil, nil
