@@ -33,7 +33,7 @@ func TestServeRoleRackCache(t *testing.T) {
 	defer cancel()
 	ctlDone := make(chan error, 1)
 	go func() {
-		_, err := runCtx(ctx, "serve", "--data-dir", filepath.Join(dir, "data"), "--api-listen", api, "--simulate", "0", "--log-level", "warn")
+		_, err := runCtx(ctx, "serve", "--data-dir", filepath.Join(dir, "data"), "--api-listen", api, "--simulate", "1", "--controller-id", "ctl-a", "--log-level", "warn")
 		ctlDone <- err
 	}()
 	server := "http://" + api
@@ -104,6 +104,10 @@ func TestServeRoleRackCache(t *testing.T) {
 	out, err := run(t, "--server", server, "status")
 	if err != nil || !strings.Contains(out, "r9") || !strings.Contains(out, "http://"+listen) {
 		t.Errorf("status shows no cache for r9: %v\n%s", err, out)
+	}
+	// The simulated rack is driven by this controller, holding its lease.
+	if !strings.Contains(out, "RACK LEASE") || !strings.Contains(out, "sim-r1") || !strings.Contains(out, "ctl-a") {
+		t.Errorf("status shows no lease of sim-r1 held by ctl-a:\n%s", out)
 	}
 
 	stopCache()
