@@ -190,3 +190,17 @@ func (s *Site) Enroll(ctx context.Context, session, node string) (*http.Client, 
 	}
 	return mtls, cert, nil
 }
+
+// Mutual is the agent's one call after its check-in: a client presenting
+// a certificate bound to node (Enroll with session), or, when enrolment
+// fails (a controller without the route, a refusal), fallback, with the
+// reason written to warn. The agent then goes on over server-verified TLS
+// and its session token alone, as before.
+func (s *Site) Mutual(ctx context.Context, session, node string, fallback *http.Client, warn io.Writer) *http.Client {
+	c, _, err := s.Enroll(ctx, session, node)
+	if err != nil {
+		fmt.Fprintf(warn, "rackstrap-agent: no client certificate (%v); going on with the session token over TLS\n", err)
+		return fallback
+	}
+	return c
+}

@@ -160,6 +160,13 @@ func TestEnrollOverTheSiteInitrd(t *testing.T) {
 	if status, who := whoami(mtls); status != 200 || who != "gpu-n07" {
 		t.Errorf("whoami with the agent's certificate = %d %q, want gpu-n07", status, who)
 	}
+	var warn bytes.Buffer
+	if c := site.Mutual(ctx, "wrong-session", "gpu-n07", plain, &warn); c != plain || !strings.Contains(warn.String(), "going on with the session token") {
+		t.Errorf("Mutual with a wrong session: fell back %v, warned %q", c == plain, warn.String())
+	}
+	if status, who := whoami(site.Mutual(ctx, session, "gpu-n07", plain, &warn)); status != 200 || who != "gpu-n07" {
+		t.Errorf("whoami with Mutual's client = %d %q, want gpu-n07", status, who)
+	}
 	if _, _, err := site.Enroll(ctx, session, "gpu-n08"); err == nil || !strings.Contains(err.Error(), `names node "gpu-n07"`) {
 		t.Errorf("Enroll expecting another node = %v", err)
 	}
