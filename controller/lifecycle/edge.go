@@ -19,6 +19,10 @@ import (
 // (node/step/attempt). After a crash the engine replays an unfinished intent
 // with the same key; the edge must then report the earlier result instead of
 // acting again.
+//
+// A method that must not act now (the local policy's no-power window)
+// returns a *HeldError: the node is held, not failed, and the step is tried
+// again with the same key when the hold ends (see Engine.WrapEdge).
 type Edge interface {
 	// Enroll checks that the node's BMC answers with working credentials
 	// and returns the identity it reports (serial, UUID, MACs).
