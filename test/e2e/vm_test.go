@@ -195,9 +195,50 @@ set_working_mc 0x20
 	os.MkdirAll(state, 0o755)
 	d := n.start(t, "ipmi_sim", filepath.Join(v.dir, "ipmi_sim.log"), 15*time.Minute,
 		"ipmi_sim", "-n", "-c", filepath.Join(v.dir, "lan.conf"), "-f", filepath.Join(v.dir, "bmc.emu"), "-s", state)
+	t.Cleanup(func() { checkUEFIBoot(t, v.dir) })
 	t.Cleanup(func() { killVM(v.dir) })
 	atSignal(func() { killVM(v.dir) })
 	return d
+}
+
+// checkUEFIBoot: a VM that booted its disk had its root partition grown
+// to the disk, and booted through the UEFI boot
+// entry the netboot agent wrote after imaging (OVMF keeps it in the VM's
+// writable vars.fd across power cycles), as the installed OS's first-boot
+// agent reports from BootCurrent on the console. A VM that never booted
+// its disk has nothing to show.
+func checkUEFIBoot(t *testing.T, dir string) {
+	if t.Failed() {
+		return
+	}
+	con, _ := os.ReadFile(filepath.Join(dir, "console.log"))
+	if !strings.Contains(string(con), "e2e-os: root mounted") {
+		return
+	}
+	// the imaging grew the root partition; the first boot grew the
+	// filesystem, or (this image has no resize2fs) said why not
+	for _, want := range []string{"grew partition 2", "note: rootfs: "} {
+		if !strings.Contains(string(con), want) {
+			t.Errorf("the console lacks %q (the root partition grown at imaging, the filesystem at first boot); its rootfs lines:\n%s", want, grepLines(string(con), "rootfs"))
+		}
+	}
+	t.Logf("root: %s", grepLines(string(con), "note: rootfs"))
+	for _, want := range []string{"uefi: boot entry Boot", "the entry the imaging wrote"} {
+		if !strings.Contains(string(con), want) {
+			t.Errorf("the installed OS did not boot through the UEFI entry the agent wrote: the console lacks %q; its uefi lines:\n%s", want, grepLines(string(con), "uefi"))
+		}
+	}
+	t.Logf("UEFI: %s", grepLines(string(con), "note: uefi: "))
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // killVM kills the VM the chassis script started, if it still runs.
