@@ -147,6 +147,10 @@ func (e *Engine) setHold(ctx context.Context, h Hold) error {
 	h.Since = e.now()
 	e.holds[h.Node] = h
 	e.mu.Unlock()
+	if had {
+		e.metrics.held.WithLabelValues(last.Gate, last.Rule).Dec()
+	}
+	e.metrics.held.WithLabelValues(h.Gate, h.Rule).Inc()
 	detail := map[string]string{"gate": h.Gate, "reason": h.Reason}
 	if h.Rule != "" {
 		detail["rule"] = h.Rule
@@ -178,6 +182,7 @@ func (e *Engine) clearHold(ctx context.Context, node string, keep func(Hold) boo
 	}
 	delete(e.holds, node)
 	e.mu.Unlock()
+	e.metrics.held.WithLabelValues(last.Gate, last.Rule).Dec()
 	detail := map[string]string{"gate": last.Gate, "previous": last.Reason}
 	if last.Rule != "" {
 		detail["rule"] = last.Rule

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
@@ -133,8 +134,30 @@ func TestPowerHoldWaitsOutTheWindow(t *testing.T) {
 		we.set(t0, t0.Add(time.Hour))
 		create(t, db, model.Node{Name: "w1", Desired: model.WantReady, Identity: model.Identity{Rack: "r1", Slot: 1, BMC: "sim-bmc-w1"}})
 
-		newEngine := func() *lifecycle.Engine {
-			eng, err := lifecycle.New(fastConfig(), db, sim, testLogger(t), nil)
+		reg := prometheus.NewRegistry()
+		heldGauge := func() float64 {
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() != "rackstrap_nodes_held" {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					labels := map[string]string{}
+					for _, l := range m.GetLabel() {
+						labels[l.GetName()] = l.GetValue()
+					}
+					if labels["gate"] == "test-policy" && labels["rule"] == "power-windows" {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+			return 0
+		}
+		newEngine := func(metrics *lifecycle.Metrics) *lifecycle.Engine {
+			eng, err := lifecycle.New(fastConfig(), db, sim, testLogger(t), metrics)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +167,7 @@ func TestPowerHoldWaitsOutTheWindow(t *testing.T) {
 		}
 
 		// A: held at the network boot.
-		engA := newEngine()
+		engA := newEngine(nil)
 		stopA := serve(t, engA)
 		h := waitHold(t, engA, "w1", lifecycle.StepBootNetwork)
 		if h.Gate != "test-policy" || h.Rule != "power-windows" || !h.RetryAt.Equal(t0.Add(time.Hour)) || !strings.Contains(h.Reason, "maintenance") {
@@ -162,10 +185,13 @@ func TestPowerHoldWaitsOutTheWindow(t *testing.T) {
 		stopA() // killed while held
 
 		// B: the same intent, still refused: held again, no attempt spent.
-		engB := newEngine()
+		engB := newEngine(lifecycle.NewMetrics(reg))
 		stopB := serve(t, engB)
 		defer stopB()
 		waitHold(t, engB, "w1", lifecycle.StepBootNetwork)
+		if g := heldGauge(); g != 1 {
+			t.Errorf("rackstrap_nodes_held{power-windows} = %v while held, want 1", g)
+		}
 		if got := stepNames(t, db, "w1"); !slices.Contains(got, "boot-network#1:running") {
 			t.Errorf("timeline while held = %v, want boot-network#1 open (its intent kept)", got)
 		}
@@ -180,8 +206,8 @@ func TestPowerHoldWaitsOutTheWindow(t *testing.T) {
 		if diff := cmp.Diff(want, stepNames(t, db, "w1")); diff != "" {
 			t.Errorf("timeline (-want +got):\n%s", diff)
 		}
-		if len(engB.Holds()) != 0 {
-			t.Errorf("holds after the window: %+v", engB.Holds())
+		if len(engB.Holds()) != 0 || heldGauge() != 0 {
+			t.Errorf("holds after the window: %+v (gauge %v)", engB.Holds(), heldGauge())
 		}
 
 		// An operator's decommission inside a window: held at power-off.

@@ -7,6 +7,7 @@ type Metrics struct {
 	stepSeconds *prometheus.HistogramVec
 	errors      *prometheus.CounterVec
 	transitions *prometheus.CounterVec
+	held        *prometheus.GaugeVec
 }
 
 // NewMetrics creates the engine's series and registers them on reg (nil: not
@@ -26,9 +27,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "rackstrap_state_transitions_total",
 			Help: "Node state changes, by from and to state.",
 		}, []string{"from", "to"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rackstrap_nodes_held",
+			Help: "Nodes held where they are (not failed), by gate and rule: before imaging or hand-off, or a power action waiting out a no-power window.",
+		}, []string{"gate", "rule"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.stepSeconds, m.errors, m.transitions)
+		reg.MustRegister(m.stepSeconds, m.errors, m.transitions, m.held)
 	}
 	return m
 }
