@@ -72,7 +72,7 @@ func init() {
 			case "controller", "":
 				return nil, nil
 			case "rack-cache":
-				return nil, errors.New("--role rack-cache: this build's serve does not start roles; run it from a build where serve calls runServeRole")
+				return nil, errors.New("--role rack-cache: not available in this build of serve yet (its role runner is not wired in; see docs/decisions/0018-rack-cache.md)")
 			default:
 				return nil, fmt.Errorf("--role %q: use controller or rack-cache", *role)
 			}
