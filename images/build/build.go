@@ -45,9 +45,8 @@ type Options struct {
 	// labelled CIDATA (GPT partition 3, between the ESP and the root, so
 	// the root stays last and can grow) for cloud-init's NoCloud seed,
 	// which rackstrap-agent writes per node after a verified write
-	// (images/seed). At least 33MiB, a whole number of MiB. It is the
-	// value outputs.disk.cidata_size will carry once images/spec has that
-	// field (docs/decisions/0017-nocloud-seed.md).
+	// (images/seed). At least 33MiB, a whole number of MiB. Zero takes the
+	// spec's outputs.disk.cidata_size (docs/decisions/0017-nocloud-seed.md).
 	CIDATASize spec.Size
 }
 
@@ -96,6 +95,9 @@ func Build(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 		return nil, errors.New("build: nil spec")
 	}
 	d := s.WithDefaults()
+	if opts.CIDATASize == 0 && s.Outputs.Disk != nil {
+		opts.CIDATASize = s.Outputs.Disk.CIDATASize
+	}
 	b := &builder{spec: &d, opts: opts, log: opts.Logger, specDigest: s.Digest()}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -92,8 +92,9 @@ const testUserData = "#cloud-config\nhostname: r12-n01\nwrite_files:\n  - path: 
 func TestSeedOnBuiltDisk(t *testing.T) {
 	t.Parallel()
 	need(t, "sgdisk", "fsck.vfat", "mdir", "mtype", "mlabel", "mcopy", "blkid", "cloud-init")
-	dir := fixture(t, "  disk: {size: 96MiB, esp_size: 34MiB}\n")
-	r := buildWith(t, dir, Options{OutDir: filepath.Join(dir, "out"), CIDATASize: 34 << 20})
+	// The partition asked for by the spec (outputs.disk.cidata_size).
+	dir := fixture(t, "  disk: {size: 96MiB, esp_size: 34MiB, cidata_size: 34MiB}\n")
+	r := buildWith(t, dir, Options{OutDir: filepath.Join(dir, "out")})
 	raw := r.Files["tiny.raw"]
 	scratch := t.TempDir()
 	checkCIDATA(t, raw, filepath.Join(scratch, "empty.img"), nil)

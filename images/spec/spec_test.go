@@ -155,6 +155,14 @@ func TestParseErrors(t *testing.T) {
 			doc:  minimal + "  disk: {size: 64MiB}\n",
 			want: []string{`s.yaml:11:16: outputs.disk.size: 64MiB leaves no room for a root filesystem after the 128MiB ESP; use at least 138MiB`},
 		},
+		"CIDATA too small": {
+			doc:  minimal + "  disk: {size: 1GiB, cidata_size: 8MiB}\n",
+			want: []string{`outputs.disk.cidata_size: 8MiB cannot hold the FAT32 NoCloud seed partition; use a whole number of MiB, at least 33MiB`},
+		},
+		"disk too small for CIDATA": {
+			doc:  minimal + "  disk: {size: 170MiB, cidata_size: 64MiB}\n",
+			want: []string{`outputs.disk.size: 170MiB leaves no room for a root filesystem after the 128MiB ESP and the 64MiB CIDATA partition; use at least 202MiB`},
+		},
 		"bad ssh key": {
 			doc:  minimal + "users:\n  - {name: ops, uid: 1000, ssh_authorized_keys: [hunter2]}\n",
 			want: []string{`users[0].ssh_authorized_keys[0]: "hunter2" is not an OpenSSH public key line`},

@@ -205,6 +205,11 @@ type DiskOutput struct {
 	// QCOW2 also writes a qcow2 copy with qemu-img.
 	QCOW2     bool   `yaml:"qcow2,omitempty" json:"qcow2,omitempty"`
 	RootLabel string `yaml:"root_label,omitempty" json:"root_label,omitempty"`
+	// CIDATASize, when set, adds a FAT32 partition labelled CIDATA (GPT
+	// partition 3, before the root) that the agent fills with the node's
+	// cloud-init NoCloud seed after imaging (decision 0017). At least
+	// 33MiB, a whole number of MiB.
+	CIDATASize Size `yaml:"cidata_size,omitempty" json:"cidata_size,omitempty"`
 }
 
 // SquashfsOutput is a squashfs root for stateless nodes, built by mksquashfs.

@@ -34,6 +34,7 @@ const (
 	DefaultBlockSize = Size(1 << 20)
 	minESPSize       = Size(33 << 20) // FAT32 needs 65525 clusters of 512 bytes
 	minRootSize      = Size(8 << 20)
+	minCIDATASize    = Size(33 << 20) // FAT32, like the ESP
 )
 
 // WithDefaults returns a copy of s with every optional field that has a
@@ -297,10 +298,18 @@ func (s *Spec) validate() Errors {
 		if d.ESPSize != 0 && d.ESPSize < minESPSize {
 			add("outputs.disk.esp_size", "%s is too small for FAT32; use at least %s", d.ESPSize, minESPSize)
 		}
+		if c := d.CIDATASize; c != 0 && (c < minCIDATASize || c%(1<<20) != 0) {
+			add("outputs.disk.cidata_size", "%s cannot hold the FAT32 NoCloud seed partition; use a whole number of MiB, at least %s", c, minCIDATASize)
+		}
+		fixed := esp + d.CIDATASize
 		if d.Size == 0 {
 			add("outputs.disk.size", "missing; the raw disk size, e.g. 4GiB")
-		} else if d.Size < esp+minRootSize+2<<20 {
-			add("outputs.disk.size", "%s leaves no room for a root filesystem after the %s ESP; use at least %s", d.Size, esp, esp+minRootSize+2<<20)
+		} else if d.Size < fixed+minRootSize+2<<20 {
+			what := "the " + esp.String() + " ESP"
+			if d.CIDATASize != 0 {
+				what += " and the " + d.CIDATASize.String() + " CIDATA partition"
+			}
+			add("outputs.disk.size", "%s leaves no room for a root filesystem after %s; use at least %s", d.Size, what, fixed+minRootSize+2<<20)
 		}
 		if d.Size%512 != 0 {
 			add("outputs.disk.size", "must be a multiple of 512 bytes")
