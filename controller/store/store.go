@@ -109,6 +109,9 @@ func Open(ctx context.Context, database, dataDir string, opt Options) (*DB, erro
 	}
 	if err := db.w.PingContext(ctx); err != nil {
 		db.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("open store %s: %w", db.dsn, ctx.Err()) // stopped, not unreachable
+		}
 		return nil, fmt.Errorf("open store %s: %w; check that the database is running and reachable", db.dsn, err)
 	}
 	if err := db.migrate(ctx); err != nil {
