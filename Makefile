@@ -40,8 +40,9 @@ test: test-deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
-# One QEMU machine, its BMC an ipmi_sim, from power-off to Ready through
-# the real protocols (build tag e2e keeps it out of `make test`).
+# One QEMU machine, its BMC an ipmi_sim, from power-off to HandedOff against
+# a real slurmctld (a failed hand-off retried), then decommissioned; and the
+# demo against a private slurmctld (build tag e2e keeps it out of `make test`).
 e2e: test-deps
 	$(GO) test -race -count=1 -timeout 20m -tags e2e ./test/e2e/...
 
