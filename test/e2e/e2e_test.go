@@ -331,10 +331,20 @@ func TestPowerOnToHandedOff(t *testing.T) {
 
 	var d nodeDetail
 	last := model.State("")
+	lastErr := ""
 	watch := func(want model.State) func() bool {
 		return func() bool {
 			out, err := cli("nodes", "show", node, "-o", "json")
-			if err != nil || json.Unmarshal([]byte(out), &d) != nil {
+			if err == nil {
+				err = json.Unmarshal([]byte(out), &d)
+			}
+			if err != nil {
+				// Said once per distinct failure: a poll that keeps
+				// failing shows why, not only "not there yet".
+				if msg := fmt.Sprintf("%v: %.300s", err, out); msg != lastErr {
+					t.Logf("%6.1fs nodes show %s: %s", time.Since(provisioned).Seconds(), node, msg)
+					lastErr = msg
+				}
 				return false
 			}
 			if d.State != last {
