@@ -43,6 +43,10 @@ type Image struct {
 	URL    string `json:"url"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	// Compression is how URL's bytes are compressed: "" (the raw image) or
+	// "zstd" (the store's blob as it is: a quarter of the bytes on the
+	// wire, decoded by the agent). SHA256 and Size are the raw image's.
+	Compression string `json:"compression,omitempty"`
 }
 
 // Config wires the edge.

@@ -130,9 +130,11 @@ func Write(ctx context.Context, dst Target, src io.Reader, a *store.Artifact, o 
 	if o.ReadBack != nil {
 		n = depth
 	}
+	// no range or zero gap chunk is longer than MaxRange, or the image
+	bufSize := int(min(store.MaxRange, (a.Size+Align-1)&^(Align-1)))
 	free := make(chan []byte, n)
 	for range n {
-		free <- alignedBuffer(store.MaxRange)
+		free <- alignedBuffer(bufSize)
 	}
 	toWrite := make(chan seg, n)
 	toCheck := make(chan seg, n)
@@ -190,7 +192,7 @@ func Write(ctx context.Context, dst Target, src io.Reader, a *store.Artifact, o 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			back := alignedBuffer(store.MaxRange + 2*Align)
+			back := alignedBuffer(bufSize + 2*Align)
 			for s := range toCheck {
 				if cErr == nil && !stopped() && ctx.Err() == nil {
 					if err := check(o.ReadBack, back, s); err != nil {
@@ -213,6 +215,9 @@ func Write(ctx context.Context, dst Target, src io.Reader, a *store.Artifact, o 
 	wg.Wait()
 	p := c.snapshot()
 	switch {
+	case err == nil && wErr == nil && cErr == nil && ctx.Err() != nil:
+		// the writer or checker dropped what was queued
+		return p, fmt.Errorf("write %s: %w", a.Name, ctx.Err())
 	case wErr != nil:
 		return p, wErr
 	case err != nil:
@@ -242,6 +247,10 @@ func produce(ctx context.Context, src io.Reader, a *store.Artifact, free chan []
 			return seg{}, errStopped
 		case <-ctx.Done():
 			return seg{}, ctx.Err()
+		}
+		if n > int64(len(buf)) {
+			free <- buf
+			return seg{}, fmt.Errorf("%w: a block map range of %d bytes at byte %d runs past the image's %d bytes", ErrCorrupt, n, off, a.Size)
 		}
 		b := buf[:n]
 		m, err := io.ReadFull(src, b)

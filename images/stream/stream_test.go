@@ -291,3 +291,16 @@ func TestReadBack(t *testing.T) {
 		}
 	})
 }
+
+// A block map whose range runs past the image is refused, not a panic.
+func TestRangePastImage(t *testing.T) {
+	t.Parallel()
+	img := bytes.Repeat([]byte{7}, 1<<20)
+	sum := sha256.Sum256(img)
+	a := &store.Artifact{Name: "x", Size: int64(len(img)), Digest: "sha256:" + hex.EncodeToString(sum[:]),
+		BlockMap: &store.BlockMap{BlockSize: 1 << 20, Ranges: []store.Range{{Offset: 0, Length: 2 << 20, Digest: "sha256:00"}}}}
+	_, err := Write(context.Background(), target(t), bytes.NewReader(img), a, Options{})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "runs past the image") {
+		t.Fatalf("Write() = %v", err)
+	}
+}

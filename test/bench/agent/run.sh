@@ -2,7 +2,8 @@
 # Image write benchmark: Rackstrap's streaming writer (rackstrap-agent
 # write-image: HTTP GET, sha256 while streaming, zero blocks skipped, every
 # range read back with O_DIRECT and compared with the hashed bytes while the
-# next is written, one fsync at the end) against the
+# next is written, one fsync at the end; and the same fetching the .zst and
+# decoding it) against the
 # usual pipeline `curl | zstd -d | dd conv=fsync` (no verification at all),
 # the same image served by the same nginx on loopback, in the same run,
 # alternating, best of RUNS. Also `curl | dd` of the raw image (the peer
@@ -64,9 +65,15 @@ cat "$img" "$T/www/os.raw.zst" >/dev/null
 
 best() { sort -n | head -1; }
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$T/err" || { cat "$T/err" >&2; return 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f\n", e - s }'; }
+# ours fetches the raw image (what the controller serves by default)
 ours() {
   rm -f "$T/out-rs.img"; sync; echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
   secs "$T/rackstrap-agent" write-image --url "http://127.0.0.1:$port/os.raw" --sha256 "$sum" --size "$size" --disk "$T/out-rs.img"
+}
+# and the .zst, decoding it (a quarter of the bytes on the wire)
+ours_zst() {
+  rm -f "$T/out-rszst.img"; sync; echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  secs "$T/rackstrap-agent" write-image --url "http://127.0.0.1:$port/os.raw.zst" --sha256 "$sum" --size "$size" --disk "$T/out-rszst.img"
 }
 peer_zst() {
   rm -f "$T/out-dd.img"; sync; echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
@@ -82,19 +89,20 @@ peer_raw() {
   rm -f "$T/out-raw.img"; sync; echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
   secs sh -c "curl -sf http://127.0.0.1:$port/os.raw | dd of=$T/out-raw.img bs=4M iflag=fullblock conv=fsync status=none"
 }
-: >"$T/ours"; : >"$T/zst"; : >"$T/raw"; : >"$T/ver"
+: >"$T/ours"; : >"$T/ourszst"; : >"$T/zst"; : >"$T/raw"; : >"$T/ver"
 for _ in $(seq "$RUNS"); do
   ours >>"$T/ours"
+  ours_zst >>"$T/ourszst"
   peer_zst >>"$T/zst"
   peer_raw >>"$T/raw"
   peer_verified >>"$T/ver"
 done
 # every output is the image
-for f in out-rs.img out-dd.img out-raw.img out-ver.img; do
+for f in out-rs.img out-rszst.img out-dd.img out-raw.img out-ver.img; do
   got=$(sha256sum "$T/$f" | cut -d' ' -f1)
   [ "$got" = "$sum" ] || { echo "$f: sha256 $got, want $sum" >&2; exit 1; }
 done
-o=$(best <"$T/ours"); z=$(best <"$T/zst"); r=$(best <"$T/raw"); v=$(best <"$T/ver")
+o=$(best <"$T/ours"); oz=$(best <"$T/ourszst"); z=$(best <"$T/zst"); r=$(best <"$T/raw"); v=$(best <"$T/ver")
 mibs() { awk -v mb="$MB" -v t="$1" 'BEGIN { printf "%.0f", mb / t }'; }
 ratio() { awk -v p="$1" -v o="$o" 'BEGIN { printf "%.2f", p / o }'; }
 zmb=$(( $(stat -c %s "$T/www/os.raw.zst") / 1048576 ))
@@ -103,6 +111,7 @@ echo
 echo "| pipeline | seconds | MiB/s | ratio (peer / ours) |"
 echo "| --- | --- | --- | --- |"
 printf '| rackstrap-agent write-image (sha256 while writing, every byte read back with O_DIRECT and compared, fsync) | %.2f | %s | |\n' "$o" "$(mibs "$o")"
+printf '| rackstrap-agent write-image of the .zst (the same, decoding a quarter of the bytes) | %.2f | %s | %s |\n' "$oz" "$(mibs "$oz")" "$(ratio "$oz")"
 printf '| curl .zst \\| zstd -d \\| dd conv=fsync (no verification) | %.2f | %s | %s |\n' "$z" "$(mibs "$z")" "$(ratio "$z")"
 printf '| curl .raw \\| dd conv=fsync (no verification) | %.2f | %s | %s |\n' "$r" "$(mibs "$r")" "$(ratio "$r")"
 printf '| curl .zst \\| zstd -d \\| tee >(sha256sum) \\| dd conv=fsync; sha256sum (read back) | %.2f | %s | %s |\n' "$v" "$(mibs "$v")" "$(ratio "$v")"

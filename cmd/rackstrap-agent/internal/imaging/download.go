@@ -99,15 +99,18 @@ func (d *download) open() error {
 		return err
 	}
 	switch {
+	case resp.StatusCode == http.StatusOK && d.off == 0 && d.size == 0:
+		// a compressed image: its length is the server's
+		if resp.ContentLength <= 0 {
+			return fail(permanent("the image server sends no Content-Length for the compressed image %s: the download could not be resumed; serve it as a file", d.url))
+		}
+		d.size = resp.ContentLength
+		d.setValidator(resp)
 	case resp.StatusCode == http.StatusOK && d.off == 0:
 		if resp.ContentLength >= 0 && resp.ContentLength != d.size {
 			return fail(permanent("the image server sends %d bytes for %s, the task says the image is %d bytes: wrong image or a truncated file on the server", resp.ContentLength, d.url, d.size))
 		}
-		if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
-			d.validator = et
-		} else if lm := resp.Header.Get("Last-Modified"); lm != "" {
-			d.validator = lm
-		}
+		d.setValidator(resp)
 	case resp.StatusCode == http.StatusOK:
 		if d.validator != "" {
 			return fail(permanent("the image at %s changed on the server during the download (If-Range did not match)", d.url))
@@ -131,6 +134,16 @@ func (d *download) open() error {
 	return nil
 }
 
+// setValidator keeps the first answer's ETag (or Last-Modified) for
+// If-Range.
+func (d *download) setValidator(resp *http.Response) {
+	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		d.validator = et
+	} else if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		d.validator = lm
+	}
+}
+
 func contentRangeStart(h string) (int64, bool) {
 	rest, ok := strings.CutPrefix(h, "bytes ")
 	if !ok {
@@ -147,7 +160,7 @@ func contentRangeStart(h string) (int64, bool) {
 // Read implements io.Reader.
 func (d *download) Read(p []byte) (int, error) {
 	for {
-		if d.body == nil && d.off >= d.size {
+		if d.body == nil && d.size > 0 && d.off >= d.size {
 			return 0, io.EOF
 		}
 		if d.body == nil {

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/gpt"
 	"github.com/rackstrap/rackstrap/images/store"
 	"github.com/rackstrap/rackstrap/images/stream"
@@ -35,6 +37,9 @@ type Payload struct {
 	URL    string `json:"url"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	// Compression is how the URL's bytes are compressed: "" (the raw
+	// image) or "zstd". SHA256 and Size are the raw image's either way.
+	Compression string `json:"compression,omitempty"`
 	// Server and FirstBootToken go onto the target for the installed OS's
 	// first-boot check-in (package firstboot).
 	Server         string `json:"server"`
@@ -52,6 +57,9 @@ func (p Payload) Check() error {
 	}
 	if p.Size <= 0 {
 		errs = append(errs, fmt.Errorf("size %d is not positive", p.Size))
+	}
+	if p.Compression != "" && p.Compression != "zstd" {
+		errs = append(errs, fmt.Errorf("compression %q is not zstd (or empty for a raw image)", p.Compression))
 	}
 	if p.Server == "" || p.FirstBootToken == "" {
 		errs = append(errs, errors.New("server or firstBootToken is empty: the installed OS could not check in"))
@@ -216,10 +224,18 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	}
 
 	dctx, cancel := context.WithCancel(ctx)
-	src := &download{ctx: dctx, client: o.HTTPClient, url: p.URL, size: p.Size, retries: o.Retries, wait: o.RetryWait, idle: o.IdleTimeout, log: log}
+	wire := p.Size // bytes on the wire; a compressed image's come from Content-Length
+	if p.Compression != "" {
+		wire = 0
+	}
+	src := &download{ctx: dctx, client: o.HTTPClient, url: p.URL, size: wire, retries: o.Retries, wait: o.RetryWait, idle: o.IdleTimeout, log: log}
 	var ahead *prefetch
+	var dec *zstd.Decoder
 	defer func() {
-		cancel() // unblocks a read in flight, so the read-ahead can stop
+		cancel() // unblocks a read in flight, so the decoder and the read-ahead can stop
+		if dec != nil {
+			dec.Close()
+		}
 		if ahead != nil {
 			ahead.stop()
 		}
@@ -242,7 +258,15 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		return rep, err
 	}
 	ahead = newPrefetch(src, 4, 4<<20)
-	head := &headCapture{r: ahead, buf: make([]byte, 0, min(headSize, p.Size))}
+	var image io.Reader = ahead
+	if p.Compression == "zstd" {
+		// two goroutines: decoding overlaps hashing the decoded bytes
+		if dec, err = zstd.NewReader(sourceTagged{ahead}, zstd.WithDecoderConcurrency(2), zstd.WithDecoderMaxWindow(1<<30)); err != nil {
+			return rep, fmt.Errorf("zstd decoder: %w", err)
+		}
+		image = corruptOnError{dec}
+	}
+	head := &headCapture{r: image, buf: make([]byte, 0, min(headSize, p.Size))}
 	wrote := false
 	defer func() {
 		if err != nil && wrote {
@@ -287,8 +311,13 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 		return rep, fmt.Errorf("write the first MiB of %s: %w", o.Target, err)
 	}
 	rep.Written += int64(len(head.buf))
-	// the source is spent (stream.Write read past its end): the read-ahead
-	// has ended and src is ours again
+	// the source is spent (stream.Write read past its end): the decoder and
+	// the read-ahead end, and src is ours again
+	if dec != nil {
+		dec.Close()
+		dec = nil
+	}
+	cancel()
 	ahead.stop()
 	ahead = nil
 	rep.Resumes = src.Resumes
@@ -326,6 +355,43 @@ func Write(ctx context.Context, p Payload, o Options) (rep Report, err error) {
 	rep.Elapsed = time.Since(start)
 	log.Info("image written and verified", "bytes", rep.Bytes, "elapsed", rep.Elapsed, "resumes", rep.Resumes, "directReadBack", t.direct)
 	return rep, nil
+}
+
+// corruptOnError marks what the zstd decoder refuses (a corrupt or
+// truncated compressed stream) as a corrupt image; the download's own
+// failures (tagged by sourceTagged) pass through as they are.
+type corruptOnError struct{ r io.Reader }
+
+func (c corruptOnError) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == nil || errors.Is(err, io.EOF) {
+		return n, err
+	}
+	var se *sourceError
+	if errors.As(err, &se) {
+		return n, se.err
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return n, fmt.Errorf("%w: the zstd stream ends early (truncated on the server?)", stream.ErrCorrupt)
+	}
+	return n, fmt.Errorf("%w: the zstd stream does not decode: %v", stream.ErrCorrupt, err)
+}
+
+// sourceTagged marks the download's errors, so that corruptOnError tells
+// them from the decoder's.
+type sourceTagged struct{ r io.Reader }
+
+type sourceError struct{ err error }
+
+func (s *sourceError) Error() string { return s.err.Error() }
+func (s *sourceError) Unwrap() error { return s.err }
+
+func (s sourceTagged) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = &sourceError{err}
+	}
+	return n, err
 }
 
 // headArtifact describes the held-back head for its read-back.
