@@ -211,7 +211,7 @@ func (t *Table) Plan(diskBytes, reserveTail int64) (Growth, error) {
 	ss := t.SectorSize
 	sectors := uint64(diskBytes / ss)
 	entrySectors := (uint64(t.Header.NumEntries)*uint64(t.Header.EntrySize) + uint64(ss) - 1) / uint64(ss)
-	if sectors < t.Header.LastUsableLBA+1+entrySectors+1 {
+	if t.Header.LastUsableLBA >= sectors || sectors-1-t.Header.LastUsableLBA < entrySectors+1 {
 		return Growth{}, fmt.Errorf("gpt: the disk has %d sectors, less than the table's usable space (%d) and its backup need: the disk is smaller than the image", sectors, t.Header.LastUsableLBA)
 	}
 	lastUsable := sectors - 2 - entrySectors
