@@ -97,3 +97,60 @@ func TestDiskTooSmall(t *testing.T) {
 		t.Error("the disk changed")
 	}
 }
+
+// TestGrowOnLoopDevice: on a real block device (a loop device over a file
+// holding an "old OS"), the image's 16 MiB zero chunk is zeroed with
+// BLKZEROOUT, everything is read back with O_DIRECT, and the GPT moves to
+// the device's end with the last partition grown (sgdisk agrees).
+func TestGrowOnLoopDevice(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root to make a loop device: run 'make test' as root")
+	}
+	if _, err := exec.LookPath("sgdisk"); err != nil {
+		t.Fatal("sgdisk is not installed: apt-get install gdisk")
+	}
+	dir := t.TempDir()
+	// the image: its GPT, 16 MiB of zeros, 3 MiB of data
+	p := filepath.Join(dir, "os.img")
+	img := image(20 << 20)
+	clear(img[1<<20 : 17<<20])
+	os.WriteFile(p, img, 0o644)
+	if out, err := exec.Command("sgdisk", "-n", "1:2048:+2M", "-t", "1:ef00", "-n", "2:0:0", "-t", "2:8300", p).CombinedOutput(); err != nil {
+		t.Fatalf("sgdisk: %v %s", err, out)
+	}
+	img, _ = os.ReadFile(p)
+	backing := filepath.Join(dir, "backing.img")
+	const size = 40 << 20
+	os.WriteFile(backing, bytes.Repeat([]byte{0xEE}, size), 0o644)
+	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v; this test needs a loop device (util-linux's losetup and /dev/loop-control, from 'make test')", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+
+	s := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "os.img", time.Time{}, bytes.NewReader(img))
+	})
+	o := fast()
+	o.Target, o.TailBytes = dev, 1<<20
+	rep, err := Write(context.Background(), payload(s.URL+"/os.img", img), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLast := uint64((size-GrowReserve)/512 - 1)
+	if !rep.Device || !rep.Direct || rep.Bytes != int64(len(img)) || rep.Grown == nil || rep.Grown.NewLast != wantLast {
+		t.Errorf("report = %+v, grown %+v; want a device read back with O_DIRECT, partition 2 grown to %d", rep, rep.Grown, wantLast)
+	}
+	if out, _ := exec.Command("sgdisk", "-v", dev).CombinedOutput(); !strings.Contains(string(out), "No problems found") {
+		t.Errorf("sgdisk -v %s:\n%s", dev, out)
+	}
+	got := make([]byte, len(img))
+	f, _ := os.Open(backing)
+	f.ReadAt(got, 0)
+	f.Close()
+	if !bytes.Equal(got[1<<20:], img[1<<20:]) {
+		t.Error("the device does not hold the image past its table (the zero chunk not zeroed?)")
+	}
+}
