@@ -102,7 +102,7 @@ func runCtx(ctx context.Context, args ...string) (string, error) {
 
 func waitFor(t *testing.T, done chan error, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute) // generous: CI machines run under load
 	for !cond() {
 		select {
 		case err := <-done:

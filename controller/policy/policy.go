@@ -7,13 +7,11 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/rackstrap/rackstrap/controller/model"
 	imgstore "github.com/rackstrap/rackstrap/images/store"
+	"github.com/rackstrap/rackstrap/internal/strictyaml"
 )
 
 // APIVersion is the policy file's api_version.
@@ -162,32 +161,28 @@ func Parse(data []byte, file string) (*Policy, error) {
 	if len(data) > 1<<20 {
 		return nil, fmt.Errorf("policy %s: %d bytes is too large for a policy", file, len(data))
 	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: file, Line: 1, Column: 1, Msg: "empty policy; start with 'api_version: " + APIVersion + "'"}}
-		}
+	doc, err := strictyaml.ReadDocument(data)
+	switch {
+	case errors.Is(err, strictyaml.ErrEmpty):
+		return nil, Errors{{File: file, Line: 1, Column: 1, Msg: "empty policy; start with 'api_version: " + APIVersion + "'"}}
+	case err != nil:
 		return nil, fmt.Errorf("policy %s: not YAML: %w", file, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, Errors{{File: file, Line: extra.Line, Column: extra.Column, Msg: "a second YAML document; a policy is one document"}}
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+	case doc.Next != nil:
+		return nil, Errors{{File: file, Line: doc.Next.Line, Column: doc.Next.Column, Msg: "a second YAML document; a policy is one document"}}
+	case doc.Root == doc.Node:
 		return nil, Errors{{File: file, Line: 1, Column: 1, Msg: "empty policy; start with 'api_version: " + APIVersion + "'"}}
 	}
 	c := &checker{}
-	c.check(doc.Content[0], reflect.TypeFor[File](), "", 0)
+	c.check(doc.Root, reflect.TypeFor[File](), "", 0)
 	if len(c.errs) == 0 {
 		var f File
-		if err := doc.Content[0].Decode(&f); err != nil {
-			c.add(doc.Content[0], "", "%v", err)
+		if err := doc.Root.Decode(&f); err != nil {
+			c.add(doc.Root, "", "%v", err)
 		} else {
 			p := &Policy{File: f, Path: file}
 			sum := sha256.Sum256(data)
 			p.Digest = "sha256:" + hex.EncodeToString(sum[:])
-			p.semantic(c, doc.Content[0])
+			p.semantic(c, doc.Root)
 			if len(c.errs) == 0 {
 				return p, nil
 			}
