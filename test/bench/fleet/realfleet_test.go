@@ -53,6 +53,7 @@ func TestRealProtocolFleet(t *testing.T) {
 	perRack := envInt(t, "REALFLEET_PER_RACK", 3, 1, 200)
 	imageKiB := envInt(t, "REALFLEET_IMAGE_KIB", 256, 1, 1<<20)
 	limit := time.Duration(envInt(t, "REALFLEET_TIMEOUT_S", 300, 10, 3600)) * time.Second
+	workers := envInt(t, "REALFLEET_WORKERS", 64, 1, 100000) // serve --workers
 	n := racks * perRack
 	dir := t.TempDir()
 	log := slog.New(slog.DiscardHandler)
@@ -96,7 +97,7 @@ func TestRealProtocolFleet(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cfg := controller.Config{DataDir: filepath.Join(dir, "data"), APIListen: "127.0.0.1:0", Edge: l.Edge, Boot: &boot,
-		Engine: lifecycle.Config{MaxAttempts: 3,
+		Engine: lifecycle.Config{MaxAttempts: 3, Workers: workers,
 			Deadlines: map[string]time.Duration{lifecycle.StepWaitNetboot: limit, lifecycle.StepWaitFirstBoot: limit}}}
 	ready := make(chan *controller.Controller, 1)
 	done := make(chan error, 1)
@@ -151,7 +152,7 @@ func TestRealProtocolFleet(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v of %d nodes (hosts by stage: %v)", limit, counts, n, stages(hostRacks))
+			t.Fatalf("after %s: %v of %d nodes (hosts by stage: %v; host errors: %v)", limit, counts, n, stages(hostRacks), hostErrors(hostRacks))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -161,8 +162,8 @@ func TestRealProtocolFleet(t *testing.T) {
 		t.Errorf("%v of %d nodes; want all Ready", counts, n)
 	}
 	// Parsed by test/bench/fleet/run.sh.
-	t.Logf("realfleet: nodes=%d racks=%d wall=%.1f cpu=%.1f rssMiB=%.0f ready=%d goroutines=%d",
-		n, racks, wall.Seconds(), cpu.Seconds(), peakRSSMiB(), counts[model.Ready], runtime.NumGoroutine())
+	t.Logf("realfleet: nodes=%d racks=%d workers=%d wall=%.1f cpu=%.1f rssMiB=%.0f ready=%d goroutines=%d",
+		n, racks, workers, wall.Seconds(), cpu.Seconds(), peakRSSMiB(), counts[model.Ready], runtime.NumGoroutine())
 }
 
 func stages(rs []*fleet.Rack) map[fleet.Stage]int {
@@ -170,6 +171,19 @@ func stages(rs []*fleet.Rack) map[fleet.Stage]int {
 	for _, r := range rs {
 		for s, c := range r.Stages() {
 			out[s] += c
+		}
+	}
+	return out
+}
+
+// hostErrors counts the hosts' last errors (their first 80 bytes).
+func hostErrors(rs []*fleet.Rack) map[string]int {
+	out := map[string]int{}
+	for _, r := range rs {
+		for _, h := range r.Hosts() {
+			if e := h.Stats().LastError; e != "" {
+				out[e[:min(len(e), 80)]]++
+			}
 		}
 	}
 	return out

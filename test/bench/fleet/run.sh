@@ -12,6 +12,7 @@
 #   RACKSTRAP=PATH            the binary (default bin/rackstrap, built if missing)
 #   FLEET_CACHE_RACK_SIZES="10 40"  hosts per rack of the rack-cache measure
 #   REALFLEET_SIZES="25x40"   racks x machines of the real-protocol fleet ("" skips it)
+#   REALFLEET_WORKERS=64      the controller's --workers for it
 #
 # Then fleets whose machines speak the real protocols (test/bench/fleet:
 # Redfish BMC simulators driven by bmclib, the controller's own DHCP through
@@ -125,17 +126,17 @@ for size in ${REALFLEET_SIZES-"25x40"}; do
 	fi
 	line=$(grep -o 'realfleet: .*' "$log" | head -1)
 	val() { echo "$line" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
-	n=$(val nodes) wall=$(val wall) cpu=$(val cpu) rss=$(val rssMiB)
+	n=$(val nodes) wall=$(val wall) cpu=$(val cpu) rss=$(val rssMiB) workers=$(val workers)
 	sim=$(go tool pprof -top -focus='test/fleet|bmc/redfishsim' "$out/realfleet.test" "$out/realfleet-$size.pprof" 2>/dev/null |
 		sed -n 's/.*Showing nodes accounting for [^,]*, \([0-9.]*\)% of .*/\1/p' | head -1)
-	real_rows+=("| $n ($racks × $per) | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | ${rss} MiB | $(awk -v c="$cpu" 'BEGIN{printf "%.1f s", c}') | ${sim:-?} % |")
+	real_rows+=("| $n ($racks × $per) | $workers | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | ${rss} MiB | $(awk -v c="$cpu" 'BEGIN{printf "%.1f s", c}') | ${sim:-?} % |")
 done
 if [ ${#real_rows[@]} -gt 0 ]; then
 	echo
-	echo "Real-protocol fleet, Discovered → Ready, controller (SQLite) and simulated machines in one process (default limits: 64 workers, 8 BMC steps a rack):"
+	echo "Real-protocol fleet, Discovered → Ready, controller (SQLite) and simulated machines in one process (8 BMC steps a rack):"
 	echo
-	echo "| machines | wall time | machines/s | peak RSS | CPU time | CPU in simulator stacks |"
-	echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| machines | workers | wall time | machines/s | peak RSS | CPU time | CPU in simulator stacks |"
+	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 	printf '%s\n' "${real_rows[@]}"
 fi
 exit $fail
