@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 	"unsafe"
 
 	"github.com/rackstrap/rackstrap/images/stream"
@@ -47,7 +48,7 @@ func openTarget(path string) (*target, error) {
 		return nil, err
 	}
 	if d, err := openDirect(path, false); err == nil {
-		t.back, t.direct, t.closeBack = d, true, d.Close
+		t.back, t.direct, t.closeBack = &directReader{d: d, f: t.f, t: t}, true, d.Close
 		if w, err := openDirect(path, true); err == nil {
 			t.dw = w
 			t.closeBack = func() error { return errors.Join(d.Close(), w.Close()) }
@@ -151,6 +152,12 @@ func (t *target) put(p []byte, off int64) (int, error) {
 	}
 	k := len(p) &^ (a - 1)
 	n, err := t.dw.WriteAt(p[:k], off)
+	if errors.Is(err, syscall.EINVAL) && n == 0 {
+		// the filesystem took O_DIRECT at open but refuses this write:
+		// the page cache from now on
+		t.dw = nil
+		return t.f.WriteAt(p, off)
+	}
 	if err != nil || k == len(p) {
 		return n, err
 	}
@@ -228,6 +235,27 @@ func (t *target) Sync() error { return t.sync() }
 
 func (t *target) Close() error {
 	return errors.Join(t.closeBack(), t.f.Close())
+}
+
+// directReader reads with O_DIRECT, and, should the filesystem refuse an
+// aligned O_DIRECT read it accepted at open (EINVAL), through the page
+// cache like droppingReader from then on (the report says so). One
+// goroutine at a time reads back.
+type directReader struct {
+	d, f     *os.File
+	t        *target
+	fallback bool
+}
+
+func (r *directReader) ReadAt(p []byte, off int64) (int, error) {
+	if !r.fallback {
+		n, err := r.d.ReadAt(p, off)
+		if !errors.Is(err, syscall.EINVAL) || n > 0 {
+			return n, err
+		}
+		r.fallback, r.t.direct = true, false
+	}
+	return droppingReader{r.f}.ReadAt(p, off)
 }
 
 // droppingReader reads a range back from the device where O_DIRECT is
