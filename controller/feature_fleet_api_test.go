@@ -22,7 +22,7 @@ import (
 func TestFleetAPIRackCachesAndLeases(t *testing.T) {
 	t.Parallel()
 	cfg := controller.Config{DataDir: t.TempDir(), APIListen: "127.0.0.1:0", Simulate: &controller.SimConfig{Nodes: 0},
-		Features: []controller.Feature{controller.FleetAPI{}, controller.RackOwnership{ID: "ctl-a", TTL: time.Minute}}}
+		Features: []controller.Feature{controller.FleetAPI{}, controller.RackOwnership{ID: "ctl-a", TTL: 3 * time.Second}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan *controller.Controller, 1)
