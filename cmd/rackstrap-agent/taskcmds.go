@@ -99,6 +99,12 @@ func imageHandler(d *deps, tf *taskFlags, sysRoot string, hc *http.Client, caPEM
 		if err := p.Check(); err != nil {
 			return tasks.Failed("%v", err)
 		}
+		// the node's cloud-init seed, when the task carries one: a bad one
+		// fails the task before the disk is touched
+		sd, err := imaging.TaskSeed(t.Payload)
+		if err != nil {
+			return tasks.Failed("%v", err)
+		}
 		target := tf.disk
 		if target == "" {
 			var err error
@@ -131,6 +137,13 @@ func imageHandler(d *deps, tf *taskFlags, sysRoot string, hc *http.Client, caPEM
 			where = "the tail of " + fb
 		}
 		msg := rep.String() + "; first-boot record in " + where
+		if sd != nil {
+			m, err := imaging.WriteSeed(target, *sd, log)
+			if err != nil {
+				return tasks.Failed("%v", err)
+			}
+			msg += "; " + m
+		}
 		if uefi := installBootEntry(sysRoot, target, p.URL); uefi != "" {
 			log.Info(uefi)
 			msg += "; " + uefi
