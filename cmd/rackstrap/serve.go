@@ -297,6 +297,9 @@ Machines are driven either
 			if err != nil {
 				return err
 			}
+			if ran, err := runServeRole(cmd, g, log); ran {
+				return err // another role than the controller (a rack cache)
+			}
 			f.simChanged = cmd.Flags().Changed("simulate")
 			cfg, err := f.config()
 			if err != nil {
