@@ -254,7 +254,8 @@ func realEdge(ctx context.Context, cfg Config, db *store.DB, box *secrets.Box, l
 	hw, err := edge.New(edge.Config{
 		BMC: bmcs, Credentials: logins(db, box, ec.Login), Catalog: catalog,
 		Image: img, Server: agentURL, UEFI: ec.UEFI, Cluster: cluster,
-		PinCert: func(ctx context.Context, node, sha string) error { return db.PinBMCCert(ctx, node, sha, "controller") },
+		PinCert:  func(ctx context.Context, node, sha string) error { return db.PinBMCCert(ctx, node, sha, "controller") },
+		ImageFor: RackCacheImage(db, log), Seed: ClusterSeeder(cfg, db),
 	}, db, log)
 	if err != nil {
 		return nil, nil, nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/rackstrap/rackstrap/hwprofiles/inventory"
 	"github.com/rackstrap/rackstrap/hwprofiles/profile"
 	"github.com/rackstrap/rackstrap/hwprofiles/validate"
+	"github.com/rackstrap/rackstrap/images/seed"
 )
 
 // Login is how to log in to a node's BMC, and the certificate it must show
@@ -68,6 +69,14 @@ type Config struct {
 	PinCert func(ctx context.Context, node, sha256 string) error
 	// Cluster receives handed-off nodes; nil: hand-off is refused.
 	Cluster Cluster
+	// ImageFor, when set, gives the image a node fetches: its rack's image
+	// cache while one is registered (controller.RackCacheImage). It keeps
+	// the digest and size; the URL is chosen when the image task is made.
+	ImageFor func(ctx context.Context, n model.Node, img Image) Image
+	// Seed, when set, gives the node's cloud-init NoCloud seed (nil for a
+	// node that needs none), which the agent writes into the disk's CIDATA
+	// partition after the verified write (decision 0017).
+	Seed func(ctx context.Context, n model.Node) (*seed.Seed, error)
 }
 
 // Edge implements lifecycle.Edge on real hardware.
@@ -314,6 +323,8 @@ type ImageTask struct {
 	// installed OS's agent can check in once.
 	Server         string `json:"server"`
 	FirstBootToken string `json:"firstBootToken"`
+	// Seed is the node's NoCloud seed (its key is seed.TaskField).
+	Seed *seed.Seed `json:"seed,omitempty"`
 }
 
 // ImageResult is what the agent reports after writing the image.
@@ -328,11 +339,21 @@ func (e *Edge) Image(ctx context.Context, n model.Node, key string) error {
 		return classed(model.ClassImageFailed, "no OS image configured: pass --image (a file from the artifact store)")
 	}
 	if _, err := e.db.GetTask(ctx, key); errors.Is(err, store.ErrNotFound) {
+		var sd *seed.Seed
+		if e.cfg.Seed != nil {
+			if sd, err = e.cfg.Seed(ctx, n); err != nil {
+				return err
+			}
+		}
+		img := e.cfg.Image
+		if e.cfg.ImageFor != nil {
+			img = e.cfg.ImageFor(ctx, n, img)
+		}
 		token, err := e.db.IssueToken(ctx, n.Name, string(lifecycle.PhaseFirstBoot), e.cfg.FirstBootTTL, "controller")
 		if err != nil {
 			return err
 		}
-		payload, err := json.Marshal(ImageTask{Image: e.cfg.Image, Server: e.cfg.Server, FirstBootToken: token})
+		payload, err := json.Marshal(ImageTask{Image: img, Server: e.cfg.Server, FirstBootToken: token, Seed: sd})
 		if err != nil {
 			return err
 		}

@@ -2,12 +2,14 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rackstrap/rackstrap/bmc"
 	"github.com/rackstrap/rackstrap/bmc/redfishsim"
@@ -15,6 +17,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/store"
 	"github.com/rackstrap/rackstrap/hwprofiles/profile"
+	"github.com/rackstrap/rackstrap/images/seed"
 )
 
 func setup(t *testing.T) (*store.DB, *redfishsim.BMC, func() *Edge) {
@@ -184,6 +187,83 @@ func TestBMCAddress(t *testing.T) {
 		addr, proto := BMCAddress(in)
 		if addr != want.addr || proto != want.proto {
 			t.Errorf("BMCAddress(%q) = %q, %s; want %q, %s", in, addr, proto, want.addr, want.proto)
+		}
+	}
+}
+
+// The image task carries what the node needs beyond the image: the URL of
+// its rack's cache when ImageFor gives one, and its cloud-init seed, in the
+// shape the agent reads (seed.FromTask). A node without a seed gets none.
+func TestImageTaskCarriesCacheAndSeed(t *testing.T) {
+	t.Parallel()
+	db, err := store.Open(context.Background(), "", t.TempDir(), store.Options{RelaxedSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cat, err := profile.Bundled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := seed.Seed{UserData: "#cloud-config\nhostname: k1\n", MetaData: seed.MetaData("k1", "k1")}
+	e, err := New(Config{BMC: bmc.New(bmc.Config{}), Catalog: cat,
+		Credentials: func(context.Context, model.Node) (Login, error) { return Login{}, nil },
+		Image:       Image{URL: "http://ctl:8081/os.raw", SHA256: strings.Repeat("ab", 32), Size: 4096},
+		ImageFor: func(_ context.Context, n model.Node, img Image) Image {
+			img.URL = "http://cache-" + n.Identity.Rack + ":8090/sha256/" + img.SHA256 + "/os.raw"
+			return img
+		},
+		Seed: func(_ context.Context, n model.Node) (*seed.Seed, error) {
+			if n.Name != "k1" {
+				return nil, nil
+			}
+			return &want, nil
+		},
+	}, db, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []model.Node{{Name: "k1", Identity: model.Identity{Rack: "r1"}}, {Name: "s1", Identity: model.Identity{Rack: "r2"}}} {
+		if _, _, err := db.CreateNode(context.Background(), n, "test"); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		key := n.Name + "/image/1"
+		done := make(chan error, 1)
+		go func() { done <- e.Image(ctx, n, key) }()
+		var task store.Task
+		var imgErr error
+	wait:
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			select {
+			case imgErr = <-done:
+				t.Fatalf("%s: Image returned before the agent answered: %v", n.Name, imgErr)
+			default:
+			}
+			if task, err = db.GetTask(context.Background(), key); err == nil || time.Now().After(deadline) {
+				break wait
+			}
+		}
+		cancel()
+		<-done
+		if err != nil {
+			t.Fatalf("%s: no image task: %v", n.Name, err)
+		}
+		var it ImageTask
+		if err := json.Unmarshal(task.Payload, &it); err != nil {
+			t.Fatal(err)
+		}
+		if wantURL := "http://cache-" + n.Identity.Rack + ":8090/sha256/"; !strings.HasPrefix(it.URL, wantURL) || it.SHA256 != strings.Repeat("ab", 32) {
+			t.Errorf("%s: task image = %+v, want the rack cache's URL %s… with the image's digest", n.Name, it.Image, wantURL)
+		}
+		got, err := seed.FromTask(task.Payload)
+		switch {
+		case err != nil:
+			t.Errorf("%s: seed.FromTask: %v", n.Name, err)
+		case n.Name == "k1" && (got == nil || *got != want):
+			t.Errorf("k1: seed in the task = %+v, want %+v", got, want)
+		case n.Name == "s1" && got != nil:
+			t.Errorf("s1: a node without a seed got %+v", got)
 		}
 	}
 }

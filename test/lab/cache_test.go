@@ -1,10 +1,3 @@
-//go:build rackcache_wired
-
-// Remove the build constraint above once edge.Config.ImageFor is wired to
-// controller.RackCacheImage in controller/controller.go (the fleet
-// engineer's report, issue 11): until then nodes are never sent to a
-// rack cache and this test would fail.
-
 package lab
 
 import (
