@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/agenttls"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/checkin"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/collect"
 	"github.com/rackstrap/rackstrap/cmd/rackstrap-agent/internal/firstboot"
@@ -272,7 +273,7 @@ func newCheckinCmd(d *deps) *cobra.Command {
 func newRunCmd(d *deps) *cobra.Command {
 	var f checkinFlags
 	var tf taskFlags
-	var cmdlinePath string
+	var cmdlinePath, siteRoot string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Check in with the settings on the kernel command line, then run the controller's tasks (image, burn-in)",
@@ -288,6 +289,15 @@ func newRunCmd(d *deps) *cobra.Command {
 			p, err := checkin.ParseCmdline(string(data))
 			if err != nil {
 				return err
+			}
+			// The site initrd (serve --agent-tls) brings the controller's CA:
+			// trust it when the command line names none.
+			site, err := agenttls.Load(siteRoot)
+			if err != nil {
+				return err
+			}
+			if site != nil && p.CAFile == "" {
+				p.CAFile = site.CAFile
 			}
 			cfg := checkin.Config{Server: p.Server, Token: p.Token, CAFile: p.CAFile}
 			if p.LLDPWait > 0 && !cmd.Flags().Changed("lldp-wait") {
@@ -310,11 +320,17 @@ func newRunCmd(d *deps) *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), "the controller gave no session: no tasks to fetch")
 				return nil
 			}
+			hc := client.HTTP()
+			if site != nil {
+				// A client certificate bound to this node (mutual TLS); the
+				// session token over TLS when the controller gives none.
+				hc = site.Mutual(cmd.Context(), resp.Session, resp.Node, hc, cmd.ErrOrStderr())
+			}
 			handlers := map[string]tasks.Handler{
-				"image":   imageHandler(d, &tf, f.sysRoot, client.HTTP(), caPEM, cmd.ErrOrStderr()),
+				"image":   imageHandler(d, &tf, f.sysRoot, hc, caPEM, cmd.ErrOrStderr()),
 				"burn-in": burninHandler(d, &tf, f.sysRoot),
 			}
-			return runTasks(cmd.Context(), d, &tf, p.Server, resp.Session, client.HTTP(), handlers, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runTasks(cmd.Context(), d, &tf, p.Server, resp.Session, hc, handlers, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f.register(cmd)
@@ -322,6 +338,7 @@ func newRunCmd(d *deps) *cobra.Command {
 	cmd.Flags().StringVar(&tf.disk, "disk", "", "block device (or file) image tasks write to; default rackstrap.disk=, else the only non-removable disk that is not the boot medium")
 	cmd.Flags().StringVar(&tf.firstbootFile, "firstboot-file", "", "where the installed OS's first-boot record (server, first-boot token, CA) goes; default: the tail of the target disk, or TARGET.firstboot.json beside a target file")
 	cmd.Flags().StringVar(&cmdlinePath, "cmdline", "/proc/cmdline", "file holding the kernel command line")
+	cmd.Flags().StringVar(&siteRoot, "site-root", "/", "root directory below which the site initrd's files are read (etc/rackstrap/ca.crt; a fixture tree in tests)")
 	return cmd
 }
 
