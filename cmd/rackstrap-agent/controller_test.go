@@ -48,7 +48,11 @@ type controller struct {
 	srv *httptest.Server
 }
 
-func newController(t *testing.T) *controller {
+func newController(t *testing.T) *controller { return startController(t, httptest.NewServer) }
+
+// startController serves the controller's API with serve (httptest.NewServer,
+// or httptest.NewTLSServer for an API over HTTPS).
+func startController(t *testing.T, serve func(http.Handler) *httptest.Server) *controller {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, "", t.TempDir(), store.Options{RelaxedSync: true})
@@ -61,7 +65,7 @@ func newController(t *testing.T) *controller {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s)
+	srv := serve(s)
 	t.Cleanup(srv.Close)
 	return &controller{t: t, db: db, srv: srv}
 }

@@ -3,17 +3,11 @@ package main
 import (
 	"context"
 	"encoding/pem"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/rackstrap/rackstrap/controller/api"
-	"github.com/rackstrap/rackstrap/controller/store"
 )
 
 // TestRunTrustsTheSiteCA: a kernel command line that names no CA, with the
@@ -23,19 +17,8 @@ import (
 func TestRunTrustsTheSiteCA(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := store.Open(ctx, "", t.TempDir(), store.Options{RelaxedSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	reg := prometheus.NewRegistry()
-	s, err := api.New(db, noActor{}, slog.New(slog.DiscardHandler), reg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(s)
-	t.Cleanup(srv.Close)
-	c := &controller{t: t, db: db, srv: srv}
+	c := startController(t, httptest.NewTLSServer)
+	db, srv := c.db, c.srv
 	const node = "rack7-node01"
 	tok := c.node(node)
 
