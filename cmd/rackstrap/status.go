@@ -66,12 +66,19 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err := optional(c.Do(ctx, "GET", "/api/v1/rack-caches", nil, &caches)); err != nil {
 				return err
 			}
+			// Nodes waiting on a gate (a no-power window, firmware behind
+			// its baseline): not stuck, but a technician asks why.
+			var holds []lifecycle.Hold
+			if err := optional(c.Do(ctx, "GET", "/api/v1/holds", nil, &holds)); err != nil {
+				return err
+			}
 			out := struct {
 				Racks      []model.RackSummary `json:"racks"`
 				NeedsHelp  []model.Node        `json:"needsTechnician"`
 				RackLeases []store.RackLease   `json:"rackLeases"`
 				RackCaches []store.RackCache   `json:"rackCaches"`
-			}{racks, stuck, nonNilSlice(leases.Leases), nonNilSlice(caches.Caches)}
+				Held       []lifecycle.Hold    `json:"held"`
+			}{racks, stuck, nonNilSlice(leases.Leases), nonNilSlice(caches.Caches), nonNilSlice(holds)}
 			return render(cmd.OutOrStdout(), g.output, out, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "RACK\tNODES\tSTATES")
 				for _, r := range racks {
@@ -108,6 +115,20 @@ func newStatusCmd(g *globals) *cobra.Command {
 							state = "expired " + c.Expires.Format(time.RFC3339) + ": nodes fetch from the controller"
 						}
 						fmt.Fprintf(w, "%s\t%s\t%s\n", c.Rack, c.URL, state)
+					}
+				}
+				if len(holds) > 0 {
+					fmt.Fprintln(w, "\nHELD\tBY\tUNTIL\tWHY")
+					for _, h := range holds {
+						by := h.Gate
+						if h.Rule != "" {
+							by += " (" + h.Rule + ")"
+						}
+						until := "the gate lets it go"
+						if !h.RetryAt.IsZero() {
+							until = h.RetryAt.Format(time.RFC3339)
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.Node, by, until, h.Reason)
 					}
 				}
 				if len(stuck) > 0 {
