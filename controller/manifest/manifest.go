@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rackstrap/rackstrap/controller/model"
+	"github.com/rackstrap/rackstrap/internal/strictyaml"
 )
 
 // Manifest is a parsed rack manifest.
@@ -61,9 +63,30 @@ func checkTarget(t string) error {
 	return fmt.Errorf("unknown handoff target %q: use slurm or kubernetes", t)
 }
 
+// strict is how manifests are checked: no aliases, a null is an absent
+// value, an unknown key is named at the enclosing key with a suggestion.
+var strict = strictyaml.Checker{
+	Nulls:           strictyaml.NullAnywhere,
+	RefuseAliases:   "YAML aliases are not allowed in a rack manifest; write the value out",
+	UnknownAtParent: true,
+	MaxDepth:        16,
+	Messages:        strictyaml.Messages{UnknownKey: strictyaml.UnknownKey},
+}
+
 // Parse reads a manifest strictly: unknown keys, duplicate names or slots,
 // bad MACs and bad outcomes are errors naming the file and line.
 func Parse(name string, data []byte) (*Manifest, error) {
+	// Unknown keys (with a "did you mean"), duplicate keys and wrongly typed
+	// values first, every one with its line and column: a technician's typo
+	// in a rack file should be named, not only refused.
+	if doc, err := strictyaml.ReadDocument(data); err == nil {
+		if errs, _ := strict.Check(doc.Root, reflect.TypeFor[Manifest](), ""); len(errs) > 0 {
+			for _, e := range errs {
+				e.File = name
+			}
+			return nil, errs
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var m Manifest

@@ -55,7 +55,7 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 	t.Parallel()
 	cases := map[string]struct{ doc, want string }{
 		"empty":           {"", "empty"},
-		"unknown key":     {"racks:\n  - name: r1\n    colour: red\n", `rack.yaml:3: unknown key "colour"`},
+		"unknown key":     {"racks:\n  - name: r1\n    colour: red\n", `rack.yaml:3:5: racks[0]: unknown key "colour"; known keys: name, profile, desired, handoff, nodes`},
 		"no racks":        {"racks: []\n", "no racks"},
 		"duplicate slot":  {"racks:\n  - name: r1\n    nodes:\n      - slot: 1\n      - slot: 1\n", "rack.yaml:5: rack r1: slot 1 is listed twice"},
 		"bad mac":         {"racks:\n  - name: r1\n    nodes:\n      - slot: 1\n        macs: [nope]\n", "rack.yaml:4: rack r1 slot 1: invalid MAC"},
@@ -65,7 +65,10 @@ func TestParseErrorsNameFileAndLine(t *testing.T) {
 		"not yaml":        {"racks: [", "rack.yaml"},
 		"bad rack target": {"racks:\n  - name: r1\n    handoff: lsf\n", `rack.yaml:2: rack r1: unknown handoff target "lsf": use slurm or kubernetes`},
 		"bad node target": {"racks:\n  - name: r1\n    nodes:\n      - slot: 1\n        handoff: k8s\n", `rack.yaml:4: rack r1 slot 1: unknown handoff target "k8s"`},
-		"target typo":     {"racks:\n  - name: r1\n    handof: slurm\n", `rack.yaml:3: unknown key "handof"`},
+		"node key typo":   {"racks:\n  - name: r1\n    nodes:\n      - slot: 1\n        seral: SN1\n", `rack.yaml:5:9: racks[0].nodes[0]: unknown key "seral"; did you mean "serial"?`},
+		"slot not number": {"racks:\n  - name: r1\n    nodes:\n      - slot: one\n", `rack.yaml:4:15: racks[0].nodes[0].slot:`},
+		"alias":           {"racks:\n  - &r {name: r1}\n  - *r\n", "aliases are not allowed in a rack manifest"},
+		"target typo":     {"racks:\n  - name: r1\n    handof: slurm\n", `rack.yaml:3:5: racks[0]: unknown key "handof"; did you mean "handoff"?`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
