@@ -47,7 +47,8 @@ func (r *rfReader) get(ctx context.Context, path string, v any) error {
 		return err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+		// A reply cut short by our own deadline is the deadline's doing.
+		return fmt.Errorf("GET %s: %w", path, DeadlineFirst(ctx, err))
 	}
 	return nil
 }

@@ -327,7 +327,11 @@ func get[T any](ctx context.Context, r *rf, link string, parse func([]byte) (T, 
 	}
 	v, err := parse(rep.body)
 	if err != nil {
-		return v, fmt.Errorf("GET %s: %w", link, err)
+		if len(rep.body) == 0 {
+			err = fmt.Errorf("an empty HTTP %d reply where a JSON resource was expected: %w", rep.status, err)
+		}
+		// A reply cut short by our own deadline is the deadline's doing.
+		return v, fmt.Errorf("GET %s: %w", link, bmc.DeadlineFirst(ctx, err))
 	}
 	return v, nil
 }

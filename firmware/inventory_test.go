@@ -152,3 +152,16 @@ func TestInventoryRefusesOtherHosts(t *testing.T) {
 		t.Errorf("Inventory = %v, want a protocol error", err)
 	}
 }
+
+// A BMC that answers a GET with an empty 200 is named for what it did, not
+// reported as a bare "EOF".
+func TestInventoryEmptyReply(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	ep := bmc.Endpoint{Address: srv.URL, Username: "admin", Password: "pw"}
+	_, err := New(Config{Timeout: time.Minute, Logger: testLogger(t)}).Inventory(context.Background(), ep)
+	if err == nil || !strings.Contains(err.Error(), "GET /redfish/v1/: an empty HTTP 200 reply where a JSON resource was expected") {
+		t.Errorf("Inventory of an empty reply = %v", err)
+	}
+}
