@@ -116,10 +116,12 @@ func (b *BMC) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if f.Blackhole {
 		<-ctx.Done()
+		hangUp(rw)
 		return
 	}
 	hit := f.Path == "" || strings.HasPrefix(r.URL.Path, f.Path)
 	if hit && f.Latency > 0 && !sleep(ctx, f.Latency) {
+		hangUp(rw)
 		return
 	}
 	if hit && f.RedirectLoop {
@@ -201,6 +203,18 @@ func writeReply(w http.ResponseWriter, rep reply) {
 	w.Header().Set("OData-Version", "4.0")
 	w.WriteHeader(rep.status)
 	_, _ = w.Write(data)
+}
+
+// hangUp ends a request the BMC never answered: the connection is closed
+// with no reply, as a BMC that hangs would leave it. Returning from the
+// handler instead would send an empty 200, which a client whose request
+// ended at that instant may read as the BMC's answer.
+func hangUp(rw http.ResponseWriter) {
+	if hj, ok := rw.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			c.Close()
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
