@@ -140,6 +140,7 @@ func TestAuditVerifyCatchesTampering(t *testing.T) {
 				if engine == "sqlite" {
 					flag, location, driver, dsn = "--data-dir", dir, "sqlite", filepath.Join(dir, "rackstrap.db")
 				} else {
+					var err error // not the test's: the subtests run in parallel
 					if dsn, err = pg.NewDatabase("cli"); err != nil {
 						t.Fatal(err)
 					}
