@@ -100,8 +100,9 @@ type Server struct {
 	mu    sync.Mutex
 	addr  netip.AddrPort
 
-	fileMu    sync.Mutex
-	fileBytes map[string]uint64 // body bytes sent per artifact path
+	// fileBytes holds an *atomic.Uint64 of body bytes sent per artifact
+	// path: one atomic add per request on the serving path, no lock.
+	fileBytes sync.Map
 }
 
 // New validates cfg and returns a server.
@@ -135,12 +136,11 @@ func (s *Server) Addr() netip.AddrPort {
 // is as bounded as the artifact store). It measures what the boot server
 // sent for images against what rack caches fetched.
 func (s *Server) FileBytes() map[string]uint64 {
-	s.fileMu.Lock()
-	defer s.fileMu.Unlock()
-	out := make(map[string]uint64, len(s.fileBytes))
-	for k, v := range s.fileBytes {
-		out[k] = v
-	}
+	out := map[string]uint64{}
+	s.fileBytes.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
 	return out
 }
 
@@ -339,12 +339,11 @@ func (s *Server) file(w *logWriter, r *http.Request) {
 	s.files.Add(1)
 	before := w.n
 	defer func() {
-		s.fileMu.Lock()
-		if s.fileBytes == nil {
-			s.fileBytes = map[string]uint64{}
+		c, ok := s.fileBytes.Load(name)
+		if !ok {
+			c, _ = s.fileBytes.LoadOrStore(name, new(atomic.Uint64))
 		}
-		s.fileBytes[name] += uint64(w.n - before)
-		s.fileMu.Unlock()
+		c.(*atomic.Uint64).Add(uint64(w.n - before))
 	}()
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
 	w.Header().Set("Accept-Ranges", "bytes")
