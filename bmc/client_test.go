@@ -51,6 +51,29 @@ func fastClient(t *testing.T) *Client {
 	return New(Config{Timeout: 20 * time.Second, SettleTimeout: 5 * time.Second, PollInterval: 20 * time.Millisecond, Logger: testLogger(t)})
 }
 
+// A walk that filled every field does not pay for bmclib's second walk of
+// the tree (its session login, about fifty GETs, its logout).
+func TestInventoryReadsTheTreeOnce(t *testing.T) {
+	t.Parallel()
+	f := startSims(t, redfishsim.Config{}, redfishsim.SampleNode(43))
+	sim := f.BMCs()[0]
+	c := fastClient(t)
+	if _, err := c.Inventory(context.Background(), endpointOf(sim)); err != nil {
+		t.Fatalf("Inventory: %v", err)
+	}
+	seen := map[string]int{}
+	for _, r := range sim.RequestLog() {
+		method, path, _ := strings.Cut(r, " ")
+		path, _, _ = strings.Cut(path, " ")
+		seen[method+" "+path]++
+	}
+	for req, n := range seen {
+		if n > 1 || strings.HasPrefix(req, "POST /redfish/v1/SessionService") {
+			t.Errorf("%s sent %d times; want every resource read once, without bmclib's session (log: %q)", req, n, sim.RequestLog())
+		}
+	}
+}
+
 // The whole control path, driven through bmclib against the simulator, for
 // every vendor flavor.
 func TestEndToEndAgainstSimulator(t *testing.T) {
@@ -77,6 +100,13 @@ func TestEndToEndAgainstSimulator(t *testing.T) {
 			}
 			if id.Serial != node.Hardware.System.Serial || id.UUID != node.Hardware.System.UUID || id.PowerState != PowerOff || len(id.CertSHA256) != 64 {
 				t.Errorf("Identify = %+v", id)
+			}
+			var wantMACs []string
+			for _, n := range node.Hardware.NICs {
+				wantMACs = append(wantMACs, strings.ToLower(n.MAC))
+			}
+			if d := cmp.Diff(wantMACs, id.MACs); d != "" {
+				t.Errorf("Identify MACs (-want +got):\n%s", d)
 			}
 
 			res, err := c.SetBootOnce(ctx, ep, BootPXE, true, "n42/boot/1")

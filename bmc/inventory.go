@@ -116,14 +116,7 @@ func (r *rfReader) readInventory(ctx context.Context, host string) (*inventory.I
 	}); err != nil {
 		return nil, err
 	}
-	if err := r.each(ctx, sys.EthernetInterfaces.ID, func(p string) error {
-		var e rfEthernet
-		if err := r.get(ctx, p, &e); err != nil {
-			return err
-		}
-		addNIC(inv, e)
-		return nil
-	}); err != nil {
+	if inv.NICs, err = r.readNICs(ctx, sys); err != nil {
 		return nil, err
 	}
 	if err := r.each(ctx, sys.Storage.ID, func(p string) error {
@@ -221,6 +214,21 @@ func (r *rfReader) readInventory(ctx context.Context, host string) (*inventory.I
 	}
 	inv.Collector = strings.TrimSpace(fmt.Sprintf("redfish %s (%s)", id.root.RedfishVersion, first(id.root.Vendor, inv.BMC.Vendor)))
 	return inv, nil
+}
+
+// readNICs reads the system's network interfaces (its EthernetInterfaces
+// collection; none when the BMC lists none).
+func (r *rfReader) readNICs(ctx context.Context, sys rfSystem) ([]inventory.NIC, error) {
+	inv := &inventory.Inventory{}
+	err := r.each(ctx, sys.EthernetInterfaces.ID, func(p string) error {
+		var e rfEthernet
+		if err := r.get(ctx, p, &e); err != nil {
+			return err
+		}
+		addNIC(inv, e)
+		return nil
+	})
+	return inv.NICs, err
 }
 
 // each calls fn for every member of the collection at path ("" or a
@@ -400,6 +408,15 @@ func FromCommonDevice(d *common.Device) inventory.Inventory {
 		inv.GPUs = append(inv.GPUs, inventory.GPU{Index: i, Name: first(g.Model, g.ProductName), Serial: g.Serial})
 	}
 	return inv
+}
+
+// hasGaps reports whether inv lacks a field fillFrom could fill: only
+// then is bmclib's own walk of the tree (about fifty more requests) worth
+// its cost.
+func hasGaps(inv *inventory.Inventory) bool {
+	return inv.System.Vendor == "" || inv.System.Model == "" || inv.System.Serial == "" || inv.BIOS.Version == "" ||
+		inv.BMC.Vendor == "" || inv.BMC.Model == "" || inv.BMC.FirmwareVersion == "" ||
+		len(inv.CPUs) == 0 || len(inv.Memory.DIMMs) == 0 || len(inv.Disks) == 0 || len(inv.NICs) == 0 || len(inv.GPUs) == 0
 }
 
 // fillFrom fills what inv left empty from other (another reading of the same

@@ -477,7 +477,8 @@ func mediaState(vm rfVirtualMedia) string {
 
 // Inventory reads the machine's hardware and firmware as the BMC reports
 // them (Redfish only), with Source OutOfBand. Rackstrap's own reader walks
-// the tree; bmclib's inventory fills what the walk left empty.
+// the tree; bmclib's inventory fills what the walk left empty, and is not
+// read when the walk left nothing empty.
 func (c *Client) Inventory(ctx context.Context, ep Endpoint) (*inventory.Inventory, error) {
 	var inv *inventory.Inventory
 	_, err := c.run(ctx, "inventory", ep, "", func(ctx context.Context, cn *conn) (Result, error) {
@@ -488,13 +489,15 @@ func (c *Client) Inventory(ctx context.Context, ep Endpoint) (*inventory.Invento
 		if inv, err = cn.rf.readInventory(ctx, cn.tgt.host); err != nil {
 			return Result{}, err
 		}
-		if err := c.openBMCLib(ctx, cn); err != nil {
-			return Result{}, err
-		}
-		// bmclib only recognises Dell/Supermicro/ASRock/OpenBMC resource
-		// ids; elsewhere it returns little, which is fine for a filler.
-		if dev, err := cn.bc.Inventory(ctx); err == nil {
-			fillFrom(inv, FromCommonDevice(dev))
+		if hasGaps(inv) {
+			if err := c.openBMCLib(ctx, cn); err != nil {
+				return Result{}, err
+			}
+			// bmclib only recognises Dell/Supermicro/ASRock/OpenBMC resource
+			// ids; elsewhere it returns little, which is fine for a filler.
+			if dev, err := cn.bc.Inventory(ctx); err == nil {
+				fillFrom(inv, FromCommonDevice(dev))
+			}
 		}
 		inv.CollectedAt = time.Now().UTC()
 		return Result{}, nil
@@ -516,14 +519,18 @@ type Identity struct {
 	Serial         string
 	UUID           string
 	PowerState     PowerState
-	CertSHA256     string
+	// MACs are the host's network interfaces (the system's
+	// EthernetInterfaces), normalized; none when the BMC lists none.
+	MACs       []string
+	CertSHA256 string
 	// Quirks are the vendor behaviours the client adapts to on this BMC
 	// (the quirks table's, and what it learned of the model).
 	Quirks []Quirk
 }
 
-// Identify reads the service root and the system's identity (Redfish only):
-// enough to enroll a machine, in four requests.
+// Identify reads the service root, the system's identity and its host
+// MACs (Redfish only): enough to enroll a machine, in four requests and one
+// more per network interface.
 func (c *Client) Identify(ctx context.Context, ep Endpoint) (Identity, error) {
 	var out Identity
 	res, err := c.run(ctx, "identify", ep, "", func(ctx context.Context, cn *conn) (Result, error) {
@@ -535,6 +542,13 @@ func (c *Client) Identify(ctx context.Context, ep Endpoint) (Identity, error) {
 			return Result{}, err
 		}
 		out = identityOf(id)
+		nics, err := cn.rf.readNICs(ctx, id.system)
+		if err != nil {
+			return Result{}, fmt.Errorf("read the host's network interfaces: %w", err)
+		}
+		for _, n := range nics {
+			out.MACs = append(out.MACs, n.MAC)
+		}
 		out.Quirks = c.quirkNames(cn)
 		return Result{}, nil
 	})

@@ -169,15 +169,11 @@ func (e *Edge) Enroll(ctx context.Context, n model.Node) (model.Identity, error)
 			return model.Identity{}, err
 		}
 	}
-	inv, err := e.cfg.BMC.Inventory(ctx, ep)
-	if err != nil {
-		return model.Identity{}, err
-	}
 	out := n.Identity
 	out.Serial, out.UUID = id.Serial, id.UUID
 	out.MACs = nil
-	for _, nic := range inv.NICs {
-		if mac, err := model.NormalizeMAC(nic.MAC); err == nil {
+	for _, m := range id.MACs {
+		if mac, err := model.NormalizeMAC(m); err == nil {
 			out.MACs = append(out.MACs, mac)
 		}
 	}
