@@ -542,20 +542,55 @@ func (s *Server) sessionNode(r *http.Request) (string, error) {
 	return node, err
 }
 
+// MaxTaskWait bounds an agent's long poll (GET /api/v1/agent/task?wait=S).
+const MaxTaskWait = 30 * time.Second
+
+// taskRecheck is how often a long poll reads the store while it waits: a
+// task another controller adds wakes nobody in this process.
+const taskRecheck = 5 * time.Second
+
+// nextTask answers an agent's poll: its next task, or 204 when it has
+// none. With ?wait=S (seconds, at most MaxTaskWait) the answer waits up to
+// S seconds for a task to come, so that thousands of idle agents cost the
+// controller a parked request each instead of a read every second or two.
 func (s *Server) nextTask(w http.ResponseWriter, r *http.Request) error {
 	node, err := s.sessionNode(r)
 	if err != nil {
 		return err
 	}
-	t, err := s.db.NextTask(r.Context(), node)
-	if err != nil {
-		return err
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || time.Duration(n)*time.Second > MaxTaskWait {
+			return badRequest(fmt.Sprintf("wait=%q is not a number of seconds from 0 to %d", v, int(MaxTaskWait/time.Second)), "give the long poll's wait in whole seconds")
+		}
+		wait = time.Duration(n) * time.Second
 	}
-	if t == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
+	deadline := time.Now().Add(wait)
+	for {
+		added := s.db.TaskAdded(node) // before the read: a task added after it still wakes us
+		t, err := s.db.NextTask(r.Context(), node)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			return writeJSON(w, http.StatusOK, t)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		timer := time.NewTimer(min(left, taskRecheck))
+		select {
+		case <-added:
+		case <-timer.C:
+		case <-r.Context().Done():
+			timer.Stop()
+			return nil // the agent went away; nobody reads an answer
+		}
+		timer.Stop()
 	}
-	return writeJSON(w, http.StatusOK, t)
 }
 
 // TaskResult is what an agent reports when a task ends.

@@ -60,7 +60,9 @@ type Config struct {
 	Server string
 	// UEFI selects UEFI boot overrides (else legacy BIOS).
 	UEFI bool
-	// Poll is how often check-ins and task results are looked for.
+	// Poll is how often the store is read for check-ins and task results
+	// while waiting for them: those this process records wake the wait at
+	// once; Poll finds those another controller records (default 2 s).
 	Poll time.Duration
 	// FirstBootTTL bounds the first-boot token written with the image.
 	FirstBootTTL time.Duration
@@ -101,7 +103,7 @@ func New(cfg Config, db *store.DB, log *slog.Logger) (*Edge, error) {
 		return nil, errors.New("edge: New needs a store and a logger")
 	}
 	if cfg.Poll <= 0 {
-		cfg.Poll = 250 * time.Millisecond
+		cfg.Poll = 2 * time.Second
 	}
 	if cfg.FirstBootTTL <= 0 {
 		cfg.FirstBootTTL = 2 * time.Hour
@@ -252,6 +254,7 @@ func (e *Edge) checkIn(ctx context.Context, n model.Node, phase lifecycle.Phase)
 		return nil, err
 	}
 	for {
+		woken := e.db.CheckedIn(n.Name) // before the read: a check-in after it still wakes us
 		c, err := e.db.LatestCheckIn(ctx, n.Name, string(phase), since)
 		if err != nil || c != nil {
 			return c, err
@@ -260,6 +263,7 @@ func (e *Edge) checkIn(ctx context.Context, n model.Node, phase lifecycle.Phase)
 		case <-ctx.Done():
 			return nil, classed(model.ClassCheckinTimeout, "%s: no %s check-in from the agent since %s: check the node's console (PXE, iPXE script, agent start)",
 				n.Name, phase, since.Format(time.TimeOnly))
+		case <-woken:
 		case <-time.After(e.cfg.Poll):
 		}
 	}
@@ -397,6 +401,7 @@ func (e *Edge) BurnIn(ctx context.Context, n model.Node, key string) (json.RawMe
 
 func (e *Edge) waitTask(ctx context.Context, key string) (store.Task, error) {
 	for {
+		woken := e.db.TaskFinished(key) // before the read: a result after it still wakes us
 		t, err := e.db.GetTask(ctx, key)
 		if err != nil {
 			return t, err
@@ -407,6 +412,7 @@ func (e *Edge) waitTask(ctx context.Context, key string) (store.Task, error) {
 		select {
 		case <-ctx.Done():
 			return t, fmt.Errorf("task %s still %s: %w", key, t.Status, ctx.Err())
+		case <-woken:
 		case <-time.After(e.cfg.Poll):
 		}
 	}

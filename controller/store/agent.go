@@ -95,6 +95,7 @@ func (db *DB) RecordCheckIn(ctx context.Context, token, phase, agentVersion stri
 	if err != nil {
 		return "", err
 	}
+	db.wakes.wake("checked-in\x00" + node)
 	return node, nil
 }
 
@@ -106,7 +107,7 @@ func (db *DB) LatestCheckIn(ctx context.Context, node, phase string, since time.
 		at  int64
 		inv string
 	)
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT at, agent_version, inventory FROM checkins WHERE node = ? AND phase = ? AND at >= ? ORDER BY at DESC LIMIT 1`),
+	err := db.read(ctx, `SELECT at, agent_version, inventory FROM checkins WHERE node = ? AND phase = ? AND at >= ? ORDER BY at DESC LIMIT 1`,
 		node, phase, micros(since)).Scan(&at, &c.AgentVersion, &inv)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -127,7 +128,7 @@ func (db *DB) LastStepStart(ctx context.Context, node string, steps ...string) (
 	var latest time.Time
 	for _, s := range steps {
 		var v sql.NullInt64
-		if err := db.r.QueryRowContext(ctx, db.q(`SELECT MAX(started_at) FROM steps WHERE node = ? AND step = ?`), node, s).Scan(&v); err != nil {
+		if err := db.read(ctx, `SELECT MAX(started_at) FROM steps WHERE node = ? AND step = ?`, node, s).Scan(&v); err != nil {
 			return latest, fmt.Errorf("last %s of %s: %w", s, node, err)
 		}
 		if v.Valid && fromMicros(v.Int64).After(latest) {

@@ -39,6 +39,8 @@ type DB struct {
 	now     func() time.Time
 	batch   committer // group commit of the lifecycle writes (batch.go)
 	stmts   stmts     // prepared statements of the SQLite writer
+	rstmts  readStmts // prepared statements of the SQLite readers
+	wakes   waiters   // in-process waiters for tasks and check-ins (wake.go)
 }
 
 // Options tunes Open. The zero value is the default.
@@ -131,6 +133,7 @@ func (db *DB) Location() string { return db.dsn }
 func (db *DB) Close() error {
 	db.stopCommitter()
 	db.closeStmts()
+	db.closeReadStmts()
 	var errs []error
 	if db.w != nil {
 		errs = append(errs, db.w.Close())

@@ -47,6 +47,9 @@ func (db *DB) PutTask(ctx context.Context, t Task, actor string) (bool, error) {
 		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "agent.task.create", Node: t.Node, Outcome: "ok",
 			Detail: map[string]any{"key": t.Key, "kind": t.Kind}})
 	})
+	if err == nil && created {
+		db.wakes.wake("task-added\x00" + t.Node)
+	}
 	return created, err
 }
 
@@ -69,7 +72,7 @@ const taskColumns = `idem_key, node, kind, payload, status, result, message`
 
 // GetTask returns one task or ErrNotFound.
 func (db *DB) GetTask(ctx context.Context, key string) (Task, error) {
-	t, err := scanTask(db.r.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM agent_tasks WHERE idem_key = ?`), key))
+	t, err := scanTask(db.read(ctx, `SELECT `+taskColumns+` FROM agent_tasks WHERE idem_key = ?`, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("task %s: %w", key, ErrNotFound)
 	}
@@ -79,25 +82,39 @@ func (db *DB) GetTask(ctx context.Context, key string) (Task, error) {
 // NextTask hands the node's oldest unfinished task to its agent (nil when
 // there is none). A task already taken is handed out again: the agent may
 // have rebooted mid-task, and tasks are idempotent by key at the agent too.
+// An idle agent's poll is a read on the readers' pool: only handing out a
+// pending task writes.
 func (db *DB) NextTask(ctx context.Context, node string) (*Task, error) {
-	var out *Task
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		t, err := scanTask(tx.QueryRowContext(ctx, db.q(`SELECT `+taskColumns+` FROM agent_tasks WHERE node = ? AND status IN (?, ?) ORDER BY created_at, idem_key LIMIT 1`),
+	for {
+		t, err := scanTask(db.read(ctx, `SELECT `+taskColumns+` FROM agent_tasks WHERE node = ? AND status IN (?, ?) ORDER BY created_at, idem_key LIMIT 1`,
 			node, TaskPending, TaskTaken))
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return fmt.Errorf("next task of %s: %w", node, err)
+			return nil, fmt.Errorf("next task of %s: %w", node, err)
 		}
-		if _, err := tx.ExecContext(ctx, db.q(`UPDATE agent_tasks SET status = ?, updated_at = ? WHERE idem_key = ?`), TaskTaken, micros(db.now()), t.Key); err != nil {
-			return fmt.Errorf("next task of %s: %w", node, err)
+		if t.Status == TaskTaken {
+			return &t, nil
 		}
-		t.Status = TaskTaken
-		out = &t
-		return nil
-	})
-	return out, err
+		var taken int64
+		err = db.tx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, db.q(`UPDATE agent_tasks SET status = ?, updated_at = ? WHERE idem_key = ? AND status = ?`), TaskTaken, micros(db.now()), t.Key, TaskPending)
+			if err != nil {
+				return err
+			}
+			taken, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("next task of %s: %w", node, err)
+		}
+		if taken == 1 {
+			t.Status = TaskTaken
+			return &t, nil
+		}
+		// Finished or taken since the read: read again.
+	}
 }
 
 // FinishTask records the agent's result. Only the node's own agent can
@@ -107,7 +124,7 @@ func (db *DB) FinishTask(ctx context.Context, node, key string, ok bool, result 
 	if !ok {
 		status = TaskFailed
 	}
-	return db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.q(`UPDATE agent_tasks SET status = ?, result = ?, message = ?, updated_at = ? WHERE idem_key = ? AND node = ? AND status IN (?, ?)`),
 			status, string(result), message, micros(db.now()), key, node, TaskPending, TaskTaken)
 		if err != nil {
@@ -126,6 +143,10 @@ func (db *DB) FinishTask(ctx context.Context, node, key string, ok bool, result 
 		return db.appendAudit(ctx, tx, AuditInput{Actor: actor, Action: "agent.task.finish", Node: node, Outcome: status,
 			Detail: map[string]any{"key": key, "message": message}})
 	})
+	if err == nil {
+		db.wakes.wake("task-finished\x00" + key)
+	}
+	return err
 }
 
 // Session returns the node an agent session token belongs to. Session
@@ -136,7 +157,7 @@ func (db *DB) Session(ctx context.Context, token string) (string, error) {
 		node    string
 		expires int64
 	)
-	err := db.r.QueryRowContext(ctx, db.q(`SELECT node, expires_at FROM agent_tokens WHERE token_hash = ? AND phase = 'session'`), hashToken(token)).Scan(&node, &expires)
+	err := db.read(ctx, `SELECT node, expires_at FROM agent_tokens WHERE token_hash = ? AND phase = 'session'`, hashToken(token)).Scan(&node, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return "", ErrTokenInvalid

@@ -11,6 +11,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -212,17 +213,26 @@ func (h *Host) callOnce(ctx context.Context, client *http.Client, method, url, t
 	return false, nil
 }
 
-// taskLoop polls for tasks (every Poll, backing off to MaxPoll while idle)
-// and runs them until ctx ends (the next power cycle) or the controller
-// refuses the session.
+// taskLoop polls for tasks as the real agent does (a long poll the
+// controller may hold open for LongPoll; against one that answers at once,
+// every Poll backing off to MaxPoll while idle) and runs them until ctx ends
+// (the next power cycle) or the controller refuses the session.
 func (h *Host) taskLoop(ctx context.Context, client *http.Client, server, session string) error {
 	poll := h.rack.cfg.Poll
+	url := server + pathTask
+	if lp := h.rack.cfg.LongPoll; lp > 0 {
+		url += "?wait=" + strconv.Itoa(int(lp/time.Second))
+	}
 	for {
 		h.stage(StageAgent)
 		var t agentTask
-		err := h.call(ctx, client, http.MethodGet, server+pathTask, session, nil, &t)
+		asked := time.Now()
+		err := h.call(ctx, client, http.MethodGet, url, session, nil, &t)
 		switch {
 		case errors.Is(err, errNoContent):
+			if lp := h.rack.cfg.LongPoll; lp > 0 && time.Since(asked) >= lp/2 {
+				continue // the controller held the poll: ask again at once
+			}
 			if err := sleep(ctx, poll); err != nil {
 				return err
 			}

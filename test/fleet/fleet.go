@@ -88,6 +88,11 @@ type Config struct {
 	// below Poll), so that thousands of idle agents do not flood the
 	// controller; it drops back to Poll after each task.
 	Poll, MaxPoll time.Duration
+	// LongPoll is the wait the agent asks the controller to hold its task
+	// poll open for (?wait=S, whole seconds), as the real agent does
+	// (default 20 s; negative: none). A controller that answers at once
+	// is polled every Poll to MaxPoll.
+	LongPoll time.Duration
 	// SlowRate is the download rate of hosts with FaultSlowDownload, in
 	// bytes per second (default 1 MiB/s).
 	SlowRate int64
@@ -115,6 +120,12 @@ func (c Config) withDefaults() Config {
 		c.MaxPoll = time.Second
 	}
 	c.MaxPoll = max(c.MaxPoll, c.Poll)
+	if c.LongPoll == 0 {
+		c.LongPoll = 20 * time.Second
+	}
+	if c.LongPoll < time.Second {
+		c.LongPoll = 0
+	}
 	if c.SlowRate <= 0 {
 		c.SlowRate = 1 << 20
 	}

@@ -22,7 +22,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/rackstrap/rackstrap/bmc/redfishsim"
 	"github.com/rackstrap/rackstrap/controller"
 	"github.com/rackstrap/rackstrap/controller/lifecycle"
 	"github.com/rackstrap/rackstrap/controller/model"
@@ -67,8 +66,6 @@ func TestRealProtocolFleet(t *testing.T) {
 	t.Cleanup(func() { l.Close() })
 	boot := *l.Boot
 	relayPort := boot.DHCP.RelayPort
-	rackName := func(r int) string { return fmt.Sprintf("rf%03d", r+1) }
-	relayOf := func(r int) netip.Addr { return netip.AddrFrom4([4]byte{127, 100 + byte(r/250), byte(r % 250), 1}) }
 	boot.DHCP.Subnets, boot.DHCP.Locations = nil, nil
 	for r := range racks {
 		relay := relayOf(r)
@@ -82,17 +79,6 @@ func TestRealProtocolFleet(t *testing.T) {
 			boot.DHCP.Locations = append(boot.DHCP.Locations, fleet.Location(rackName(r), s, relay))
 		}
 	}
-	var specs []redfishsim.Node
-	for i := range n {
-		sn := redfishsim.SampleNode(1000 + i)
-		sn.Username, sn.Password = "admin", "password"
-		specs = append(specs, sn)
-	}
-	bmcs, err := redfishsim.Start(redfishsim.Config{First: netip.MustParseAddr("127.200.0.1"), Wildcard: true}, specs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bmcs.Close() })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -113,25 +99,17 @@ func TestRealProtocolFleet(t *testing.T) {
 		<-done
 	}()
 
-	var hostRacks []*fleet.Rack
-	for r := range racks {
-		fr, err := fleet.NewRack(fleet.Config{DHCPServer: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), boot.DHCP.Port),
-			RelayAddr: relayOf(r), RelayPort: relayPort, TFTPPort: boot.TFTP.Addr.Port(), MaxPoll: 2 * time.Second, Log: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { fr.Close() })
-		hostRacks = append(hostRacks, fr)
-	}
+	// The machines: BMCs and hosts in a process of their own.
+	sim := startSimulator(t, simConfig{Racks: racks, PerRack: perRack, DHCP: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), boot.DHCP.Port),
+		RelayPort: relayPort, TFTPPort: boot.TFTP.Addr.Port(), MaxPoll: 2 * time.Second, CPUProfile: os.Getenv("REALFLEET_SIM_CPUPROFILE")})
 	start := time.Now()
 	cpu0 := cpuTime()
 	var g errgroup.Group
 	g.SetLimit(64) // concurrent declarations share the store's group commits
-	for i, b := range bmcs.BMCs() {
+	for i, ep := range sim.Hello.BMCs {
 		r, slot := i/perRack, i%perRack+1
-		hostRacks[r].Attach(b, fleet.HostOptions{Rack: rackName(r), Slot: slot})
 		node := model.Node{Name: fmt.Sprintf("%s-n%02d", rackName(r), slot), Profile: "hgx-h100-8gpu", Desired: model.WantReady,
-			Identity: model.Identity{BMC: b.Endpoint(), Rack: rackName(r), Slot: slot}}
+			Identity: model.Identity{BMC: ep, Rack: rackName(r), Slot: slot}}
 		g.Go(func() error {
 			_, _, err := ctl.Store.CreateNode(ctx, node, "bench")
 			return err
@@ -152,41 +130,25 @@ func TestRealProtocolFleet(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v of %d nodes (hosts by stage: %v; host errors: %v)", limit, counts, n, stages(hostRacks), hostErrors(hostRacks))
+			rep, err := sim.Stop()
+			t.Fatalf("after %s: %v of %d nodes (hosts by stage: %v; host errors: %v; simulator: %v)", limit, counts, n, rep.Stages, rep.Errors, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	wall := time.Since(start)
 	cpu := cpuTime() - cpu0
+	rss := peakRSSMiB()
+	rep, err := sim.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if counts[model.Ready] != n {
-		t.Errorf("%v of %d nodes; want all Ready", counts, n)
+		t.Errorf("%v of %d nodes; want all Ready (hosts by stage: %v; host errors: %v)", counts, n, rep.Stages, rep.Errors)
 	}
-	// Parsed by test/bench/fleet/run.sh.
-	t.Logf("realfleet: nodes=%d racks=%d workers=%d wall=%.1f cpu=%.1f rssMiB=%.0f ready=%d goroutines=%d",
-		n, racks, workers, wall.Seconds(), cpu.Seconds(), peakRSSMiB(), counts[model.Ready], runtime.NumGoroutine())
-}
-
-func stages(rs []*fleet.Rack) map[fleet.Stage]int {
-	out := map[fleet.Stage]int{}
-	for _, r := range rs {
-		for s, c := range r.Stages() {
-			out[s] += c
-		}
-	}
-	return out
-}
-
-// hostErrors counts the hosts' last errors (their first 80 bytes).
-func hostErrors(rs []*fleet.Rack) map[string]int {
-	out := map[string]int{}
-	for _, r := range rs {
-		for _, h := range r.Hosts() {
-			if e := h.Stats().LastError; e != "" {
-				out[e[:min(len(e), 80)]]++
-			}
-		}
-	}
-	return out
+	// Parsed by test/bench/fleet/run.sh: the controller's figures, then the
+	// simulator process's.
+	t.Logf("realfleet: nodes=%d racks=%d workers=%d wall=%.1f cpu=%.1f rssMiB=%.0f simCpu=%.1f simRssMiB=%.0f redfishRequests=%d ready=%d goroutines=%d",
+		n, racks, workers, wall.Seconds(), cpu.Seconds(), rss, rep.CPUSeconds, rep.PeakRSSMiB, rep.Requests, counts[model.Ready], runtime.NumGoroutine())
 }
 
 func cpuTime() time.Duration {

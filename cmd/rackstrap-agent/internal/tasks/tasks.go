@@ -2,7 +2,7 @@
 // controller for the node's tasks with the session token from the check-in
 // reply, runs each with the handler for its kind, and reports the result:
 //
-//	GET  {server}/api/v1/agent/task          Authorization: Bearer <session>
+//	GET  {server}/api/v1/agent/task?wait=S   Authorization: Bearer <session>
 //	     204: nothing yet; 200 {"key","node","kind","payload","status"}
 //	POST {server}/api/v1/agent/task/result   {"key","ok","message","result"}
 //
@@ -24,6 +24,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,6 +105,14 @@ type Config struct {
 	IdleExit time.Duration
 	// RequestTimeout bounds one request (default 30s).
 	RequestTimeout time.Duration
+	// LongPoll is how long the controller may hold a poll open waiting for
+	// a task (GET …/agent/task?wait=S): a task then starts as soon as it
+	// is queued, and an idle agent costs the controller one parked request
+	// instead of a read every few seconds. Default 20s, kept 5s under
+	// RequestTimeout; negative polls without waiting. A controller that
+	// answers at once (one without long polls) is polled every MinPoll to
+	// MaxPoll as before.
+	LongPoll time.Duration
 	// Logger logs the loop; nil discards.
 	Logger *slog.Logger
 }
@@ -137,6 +146,13 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
+	if cfg.LongPoll == 0 {
+		cfg.LongPoll = 20 * time.Second
+	}
+	cfg.LongPoll = min(cfg.LongPoll, cfg.RequestTimeout-5*time.Second)
+	if cfg.LongPoll < time.Second {
+		cfg.LongPoll = 0
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -161,6 +177,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	wait := r.cfg.MinPoll
 	idleSince := time.Now()
 	for {
+		asked := time.Now()
 		t, err := r.next(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -173,6 +190,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			if r.cfg.IdleExit > 0 && time.Since(idleSince) >= r.cfg.IdleExit {
 				log.Info("no task from the controller; stopping", "idle", time.Since(idleSince).Round(time.Millisecond))
 				return nil
+			}
+			if r.cfg.LongPoll > 0 && time.Since(asked) >= r.cfg.LongPoll/2 {
+				continue // the controller held the poll: ask again at once
 			}
 		default:
 			if err := r.do(ctx, *t); err != nil {
@@ -290,7 +310,11 @@ func (r *Runner) report(ctx context.Context, rep report) error {
 
 // next polls once: nil when the controller has no task.
 func (r *Runner) next(ctx context.Context) (*Task, error) {
-	status, data, err := r.do1(ctx, http.MethodGet, TaskPath, nil)
+	path := TaskPath
+	if r.cfg.LongPoll > 0 {
+		path += "?wait=" + strconv.Itoa(int(r.cfg.LongPoll/time.Second))
+	}
+	status, data, err := r.do1(ctx, http.MethodGet, path, nil)
 	switch {
 	case err != nil:
 		return nil, err
