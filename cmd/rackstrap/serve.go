@@ -46,6 +46,7 @@ type serveFlags struct {
 	dataDir, database, apiListen string
 	logFormat, logLevel          string
 	workers, rackLimit, attempts int
+	maxInFlight                  int
 	simulate                     int
 	simRack, simDesired          string
 	simBoot, simImage            time.Duration
@@ -80,6 +81,7 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 	fl.StringVar(&f.logFormat, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.IntVar(&f.workers, "workers", 64, "lifecycle steps running at once, all nodes together")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "nodes on their way to Ready at once (powered, booting, imaging); the rest wait, the furthest along first (0: 16 per worker)")
 	fl.IntVar(&f.rackLimit, "rack-limit", 8, "BMC steps running at once per rack (image streams: --rack-image-streams; power-on spacing: --power-on-stagger)")
 	fl.IntVar(&f.attempts, "max-attempts", 3, "attempts of a step before its node goes to Failed")
 	fl.IntVar(&f.simulate, "simulate", simDefault, "drive `N` SIMULATED machines (the simulated edge) in one rack, for trials and tests")
@@ -122,6 +124,7 @@ func (f *serveFlags) register(cmd *cobra.Command, simDefault int) {
 func (f *serveFlags) config() (controller.Config, error) {
 	cfg := controller.Config{DataDir: f.dataDir, Database: f.database, APIListen: f.apiListen}
 	cfg.Engine.Workers, cfg.Engine.RackLimit, cfg.Engine.MaxAttempts = f.workers, f.rackLimit, f.attempts
+	cfg.Engine.MaxInFlight = f.maxInFlight
 	if f.simulate > 0 || f.simChanged {
 		desired, err := model.ParseDesired(f.simDesired)
 		if err != nil {

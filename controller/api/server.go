@@ -546,8 +546,9 @@ func (s *Server) sessionNode(r *http.Request) (string, error) {
 const MaxTaskWait = 30 * time.Second
 
 // taskRecheck is how often a long poll reads the store while it waits: a
-// task another controller adds wakes nobody in this process.
-const taskRecheck = 5 * time.Second
+// task another controller adds wakes nobody in this process. Each read
+// costs as much as a short poll, and a thousand parked agents make many.
+const taskRecheck = 15 * time.Second
 
 // nextTask answers an agent's poll: its next task, or 204 when it has
 // none. With ?wait=S (seconds, at most MaxTaskWait) the answer waits up to

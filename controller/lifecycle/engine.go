@@ -19,6 +19,13 @@ import (
 type Config struct {
 	// Workers bounds the steps running at once across all nodes.
 	Workers int
+	// MaxInFlight bounds the nodes on their way to Ready at once (from
+	// enrolment to burn-in: powered, booting, holding a DHCP lease, an
+	// agent connection and their state in memory). The others wait their
+	// turn, the furthest along first, so a boot storm of thousands costs
+	// the controller the nodes in flight, not the whole fleet. 0: 16 per
+	// worker.
+	MaxInFlight int
 	// RackLimit bounds BMC steps running at once per rack.
 	RackLimit int
 	// RackStreams bounds image streams running at once per rack (the
@@ -45,6 +52,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Workers <= 0 {
 		c.Workers = 64
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 16 * c.Workers
 	}
 	if c.RackLimit <= 0 {
 		c.RackLimit = 8
@@ -94,10 +104,11 @@ type Engine struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	workers chan struct{}
+	workers *slots
+	flight  *slots // nodes on their way to Ready (Config.MaxInFlight)
 	mu      sync.Mutex
-	racks   map[string]chan struct{}
-	streams map[string]chan struct{}
+	racks   map[string]*slots
+	streams map[string]*slots
 	nextOn  map[string]time.Time // rack → earliest next power-on (stagger)
 	bmcs    map[string]*sync.Mutex
 	running map[string]bool
@@ -120,9 +131,10 @@ func New(cfg Config, db *store.DB, edge Edge, log *slog.Logger, metrics *Metrics
 	}
 	return &Engine{
 		cfg: cfg, db: db, edge: edge, log: log, metrics: metrics,
-		workers: make(chan struct{}, cfg.Workers),
-		racks:   map[string]chan struct{}{},
-		streams: map[string]chan struct{}{},
+		workers: newSlots(cfg.Workers),
+		flight:  newSlots(cfg.MaxInFlight),
+		racks:   map[string]*slots{},
+		streams: map[string]*slots{},
 		nextOn:  map[string]time.Time{},
 		bmcs:    map[string]*sync.Mutex{},
 		running: map[string]bool{},
@@ -279,6 +291,16 @@ func (e *Engine) drive(ctx context.Context, name string) error {
 	n, err := e.db.GetNode(ctx, name)
 	if err != nil {
 		return err
+	}
+	if provisioning(n.State) && plan(n) != nil {
+		if err := e.flight.acquire(ctx, progress(n.State)); err != nil {
+			return nil // the engine is stopping
+		}
+		defer e.flight.release()
+		// The wait may have been long: start from the node as it is now.
+		if n, err = e.db.GetNode(ctx, name); err != nil {
+			return err
+		}
 	}
 	for ctx.Err() == nil {
 		tr := plan(n)
@@ -514,7 +536,8 @@ func (e *Engine) attempt(ctx context.Context, n model.Node, s step, key string, 
 }
 
 // acquire takes the slots a step of kind k needs, in a fixed order (BMC,
-// rack, worker) so that two steps never wait on each other.
+// rack, worker) so that two steps never wait on each other; the nodes
+// furthest along get slots first (slots.go).
 func (e *Engine) acquire(ctx context.Context, n model.Node, k kind) (func(), error) {
 	var undo []func()
 	release := func() {
@@ -527,24 +550,21 @@ func (e *Engine) acquire(ctx context.Context, n model.Node, k kind) (func(), err
 		m.Lock()
 		undo = append(undo, m.Unlock)
 	}
+	rank := progress(n.State)
 	if k == kindBMC || k == kindStream {
 		r := e.rackSlots(n.Identity.Rack, k)
-		select {
-		case r <- struct{}{}:
-			undo = append(undo, func() { <-r })
-		case <-ctx.Done():
+		if err := r.acquire(ctx, rank); err != nil {
 			release()
-			return nil, ctx.Err()
+			return nil, err
 		}
+		undo = append(undo, r.release)
 	}
 	if k != kindWait {
-		select {
-		case e.workers <- struct{}{}:
-			undo = append(undo, func() { <-e.workers })
-		case <-ctx.Done():
+		if err := e.workers.acquire(ctx, rank); err != nil {
 			release()
-			return nil, ctx.Err()
+			return nil, err
 		}
+		undo = append(undo, e.workers.release)
 	}
 	return release, nil
 }
@@ -566,7 +586,7 @@ func (e *Engine) bmcLock(n model.Node) *sync.Mutex {
 
 // rackSlots returns the rack's slots for steps of kind k: BMC steps and
 // image streams are limited apart.
-func (e *Engine) rackSlots(rack string, k kind) chan struct{} {
+func (e *Engine) rackSlots(rack string, k kind) *slots {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	m, size := e.racks, e.cfg.RackLimit
@@ -575,7 +595,7 @@ func (e *Engine) rackSlots(rack string, k kind) chan struct{} {
 	}
 	r := m[rack]
 	if r == nil {
-		r = make(chan struct{}, size)
+		r = newSlots(size)
 		m[rack] = r
 	}
 	return r

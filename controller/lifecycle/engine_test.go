@@ -462,3 +462,62 @@ func TestDiscoveredWithoutBMCWaits(t *testing.T) {
 		waitStates(t, db, map[string]model.State{"unknown-1": model.Enrolled})
 	})
 }
+
+// flightEdge records the nodes between their enrolment and the end of
+// their burn-in.
+type flightEdge struct {
+	*simedge.Edge
+	mu        sync.Mutex
+	active    map[string]bool
+	maxActive int
+	finished  []string
+}
+
+func (f *flightEdge) Enroll(ctx context.Context, n model.Node) (model.Identity, error) {
+	f.mu.Lock()
+	f.active[n.Name] = true
+	f.maxActive = max(f.maxActive, len(f.active))
+	f.mu.Unlock()
+	time.Sleep(2 * time.Millisecond)
+	return f.Edge.Enroll(ctx, n)
+}
+
+func (f *flightEdge) BurnIn(ctx context.Context, n model.Node, key string) (json.RawMessage, error) {
+	out, err := f.Edge.BurnIn(ctx, n, key)
+	f.mu.Lock()
+	delete(f.active, n.Name)
+	f.finished = append(f.finished, n.Name)
+	f.mu.Unlock()
+	return out, err
+}
+
+// At most MaxInFlight nodes are between enrolment and Ready at once; the
+// rest wait in Discovered, and every node still reaches Ready.
+func TestMaxInFlight(t *testing.T) {
+	t.Parallel()
+	onBoth(t, func(t *testing.T, db *store.DB) {
+		fe := &flightEdge{Edge: openEdge(t, nil), active: map[string]bool{}}
+		want := map[string]model.State{}
+		var nodes []model.Node
+		for i := range 12 {
+			name := fmt.Sprintf("n%02d", i)
+			nodes = append(nodes, model.Node{Name: name, Identity: model.Identity{BMC: fmt.Sprintf("10.0.1.%d", i), Rack: fmt.Sprintf("r%d", i%2)}})
+			want[name] = model.Ready
+		}
+		create(t, db, nodes...)
+		cfg := fastConfig()
+		cfg.MaxInFlight = 3
+		runUntil(t, db, fe, cfg, want)
+		fe.mu.Lock()
+		defer fe.mu.Unlock()
+		if fe.maxActive > 3 {
+			t.Errorf("%d nodes were in flight at once; MaxInFlight is 3", fe.maxActive)
+		}
+		if fe.maxActive < 2 {
+			t.Errorf("at most %d node in flight: the engine serialises more than MaxInFlight asks", fe.maxActive)
+		}
+		if len(fe.finished) != 12 {
+			t.Errorf("%d burn-ins finished, want 12", len(fe.finished))
+		}
+	})
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,6 +105,11 @@ func TestRealProtocolFleet(t *testing.T) {
 		RelayPort: relayPort, TFTPPort: boot.TFTP.Addr.Port(), MaxPoll: 2 * time.Second, CPUProfile: os.Getenv("REALFLEET_SIM_CPUPROFILE")})
 	start := time.Now()
 	cpu0 := cpuTime()
+	if hp := os.Getenv("REALFLEET_HEAPPROFILE"); hp != "" {
+		stop := make(chan struct{})
+		defer close(stop)
+		go peakHeapProfile(hp, stop)
+	}
 	var g errgroup.Group
 	g.SetLimit(64) // concurrent declarations share the store's group commits
 	for i, ep := range sim.Hello.BMCs {
@@ -174,4 +180,29 @@ func peakRSSMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// peakHeapProfile writes to path the heap profile of the moment the heap
+// in use was largest (sampled every 2 s), until stop closes.
+func peakHeapProfile(path string, stop <-chan struct{}) {
+	var peak uint64
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse <= peak {
+			continue
+		}
+		peak = ms.HeapInuse
+		if f, err := os.Create(path); err == nil {
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 }

@@ -11,13 +11,16 @@
 #   BENCH_OUT=DIR             keep the JSON results and CPU profiles there
 #   RACKSTRAP=PATH            the binary (default bin/rackstrap, built if missing)
 #   FLEET_CACHE_RACK_SIZES="10 40"  hosts per rack of the rack-cache measure
-#   REALFLEET_SIZES="25x40"   racks x machines of the real-protocol fleet ("" skips it)
-#   REALFLEET_WORKERS=64      the controller's --workers for it
+#   REALFLEET_SIZES="25x40 250x40"  racks x machines of the real-protocol
+#                             fleets ("" skips them; the first is the linearity base)
+#   REALFLEET_WORKERS=64      the controller's --workers for them
 #
 # Then fleets whose machines speak the real protocols (test/bench/fleet:
 # Redfish BMC simulators driven by bmclib, the controller's own DHCP through
-# one relay per rack, TFTP, HTTP, agents streaming the signed image), in one
-# process with the controller; Discovered -> Ready.
+# one relay per rack, TFTP, HTTP, agents streaming the signed image), the
+# machines in a process of their own beside the controller's; Discovered ->
+# Ready, against the same targets (10,000 in ≤ 10 minutes, controller RSS
+# ≤ 1 GiB, ≤ 11× the 1,000-machine time and memory).
 #
 # Then the image bytes the controller's boot server sends per node, with and
 # without a rack cache (controller/cache, `serve --role rack-cache`): two
@@ -25,6 +28,8 @@
 # TFTP, HTTP, the agent streaming and hashing its image), counted by the
 # boot server itself (pxe/http FileBytes).
 set -euo pipefail
+# 10,000 agents hold a connection each to the controller and the simulator.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cd "$(dirname "$0")/../../.."
 
 bin=${RACKSTRAP:-bin/rackstrap}
@@ -113,11 +118,12 @@ echo "| :---: | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${cache_rows[@]}"
 
 real_rows=()
-for size in ${REALFLEET_SIZES-"25x40"}; do
+real_base_wall="" real_base_rss="" real_base_n=""
+for size in ${REALFLEET_SIZES-"25x40 250x40"}; do
 	racks=${size%x*} per=${size#*x}
 	echo "bench-fleet: real-protocol fleet, $racks racks of $per..." >&2
 	log="$out/realfleet-$size.log"
-	if ! REALFLEET_RACKS=$racks REALFLEET_PER_RACK=$per REALFLEET_TIMEOUT_S=600 go test -count=1 -timeout 15m -run 'TestRealProtocolFleet$' -v \
+	if ! REALFLEET_RACKS=$racks REALFLEET_PER_RACK=$per REALFLEET_TIMEOUT_S=${REALFLEET_TIMEOUT_S:-1200} go test -count=1 -timeout 30m -run 'TestRealProtocolFleet$' -v \
 		-cpuprofile "$out/realfleet-$size.pprof" -o "$out/realfleet.test" ./test/bench/fleet >"$log" 2>&1; then
 		echo "bench-fleet: MISSED: the real-protocol fleet of $size did not finish (see $log)" >&2
 		tail -5 "$log" >&2
@@ -126,17 +132,36 @@ for size in ${REALFLEET_SIZES-"25x40"}; do
 	fi
 	line=$(grep -o 'realfleet: .*' "$log" | head -1)
 	val() { echo "$line" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
-	n=$(val nodes) wall=$(val wall) cpu=$(val cpu) rss=$(val rssMiB) workers=$(val workers)
-	sim=$(go tool pprof -top -focus='test/fleet|bmc/redfishsim' "$out/realfleet.test" "$out/realfleet-$size.pprof" 2>/dev/null |
-		sed -n 's/.*Showing nodes accounting for [^,]*, \([0-9.]*\)% of .*/\1/p' | head -1)
-	real_rows+=("| $n ($racks × $per) | $workers | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | ${rss} MiB | $(awk -v c="$cpu" 'BEGIN{printf "%.1f s", c}') | ${sim:-?} % |")
+	n=$(val nodes) wall=$(val wall) cpu=$(val cpu) rss=$(val rssMiB) workers=$(val workers) simcpu=$(val simCpu) simrss=$(val simRssMiB) ready=$(val ready)
+	ratio_t="1.0" ratio_m="1.0"
+	if [ -z "$real_base_n" ]; then
+		real_base_wall=$wall real_base_rss=$rss real_base_n=$n
+	else
+		ratio_t=$(awk -v a="$wall" -v b="$real_base_wall" 'BEGIN{printf "%.1f", a/b}')
+		ratio_m=$(awk -v a="$rss" -v b="$real_base_rss" 'BEGIN{printf "%.1f", a/b}')
+		scale=$(awk -v a="$n" -v b="$real_base_n" 'BEGIN{print a/b}')
+		if awk -v r="$ratio_t" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}' || awk -v r="$ratio_m" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}'; then
+			echo "bench-fleet: MISSED linearity (real protocols): ${real_base_n}→${n} took ${ratio_t}x time and ${ratio_m}x controller memory (target ≤ $(awk -v s="$scale" 'BEGIN{print 1.1*s}')x)" >&2
+			fail=1
+		fi
+	fi
+	if [ "$ready" != "$n" ]; then
+		echo "bench-fleet: MISSED: only $ready of $n real-protocol machines reached Ready" >&2
+		fail=1
+	fi
+	if [ "$n" -ge 10000 ]; then
+		if awk -v w="$wall" 'BEGIN{exit !(w > 600)}'; then echo "bench-fleet: MISSED: $n real-protocol machines took ${wall}s (target ≤ 600 s)" >&2; fail=1; fi
+		if awk -v m="$rss" 'BEGIN{exit !(m > 1024)}'; then echo "bench-fleet: MISSED: controller peak RSS ${rss} MiB (target ≤ 1024 MiB)" >&2; fail=1; fi
+	fi
+	share=$(awk -v c="$cpu" -v s="$simcpu" 'BEGIN{printf "%.0f %% / %.0f %%", 100*c/(c+s), 100*s/(c+s)}')
+	real_rows+=("| $n ($racks × $per) | $workers | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | ${rss} MiB | $(awk -v c="$cpu" 'BEGIN{printf "%.0f s", c}') / $(awk -v c="$simcpu" 'BEGIN{printf "%.0f s", c}') ($share) | ${simrss} MiB | ${ratio_t}x / ${ratio_m}x |")
 done
 if [ ${#real_rows[@]} -gt 0 ]; then
 	echo
-	echo "Real-protocol fleet, Discovered → Ready, controller (SQLite) and simulated machines in one process (8 BMC steps a rack):"
+	echo "Real-protocol fleet, Discovered → Ready: the controller (SQLite, synchronous=FULL) in one process, the simulated machines (Redfish BMCs driven by bmclib, DHCP through one relay per rack, TFTP, HTTP, agents long-polling and streaming the signed image) in another, on the same $(nproc) cores; 8 BMC steps a rack:"
 	echo
-	echo "| machines | workers | wall time | machines/s | peak RSS | CPU time | CPU in simulator stacks |"
-	echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| machines | workers | wall time | machines/s | controller peak RSS | CPU controller / simulator | simulator peak RSS | time / memory vs first row |"
+	echo "| ---: | ---: | ---: | ---: | ---: | :---: | ---: | :---: |"
 	printf '%s\n' "${real_rows[@]}"
 fi
 exit $fail
