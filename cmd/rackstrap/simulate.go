@@ -19,7 +19,7 @@ func newSimulateCmd(g *globals) *cobra.Command {
 		Use:   "simulate",
 		Short: "Run SIMULATED hardware for trials and tests (Redfish BMCs)",
 	}
-	cmd.AddCommand(newSimulateBMCCmd(g), newSimulateFleetCmd(g))
+	cmd.AddCommand(newSimulateBMCCmd(g), newSimulateFleetCmd(g), newSimulateMachinesCmd())
 	return cmd
 }
 

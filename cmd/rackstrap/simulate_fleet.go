@@ -58,6 +58,8 @@ type fleetFlags struct {
 	relaxed              bool
 	progressEvery        time.Duration
 	desired              string
+	protocols            string
+	maxInFlight          int
 }
 
 func newSimulateFleetCmd(g *globals) *cobra.Command {
@@ -70,17 +72,36 @@ SIMULATED edge, declare N machines in racks of --rack-size, provision them all
 from Discovered to Ready and report the wall time, the CPU time, the peak
 memory (RSS) of the process and the side effects the simulated machines saw.
 
+With --protocols real the controller runs its real edge (bmclib, DHCP, TFTP,
+HTTP, the agent API) and the machines speak the real protocols from a second
+process on loopback: a Redfish BMC simulator each, and a host that does DHCP
+through its rack's relay (option 82 per slot), fetches its boot program over
+TFTP and its script, kernel and initrd over HTTP, checks in as the agent with
+its inventory, streams and hashes the signed image, and checks in after its
+first boot. The report splits CPU and peak memory between the controller and
+the machines. --nodes must then be whole racks.
+
 The store is real: SQLite under --data-dir (synchronous=FULL), or the
 PostgreSQL of --database. With --data-dir the run can be interrupted (even
 with SIGKILL) and started again with the same flags: it resumes, and the
 simulated machines keep their state in DIR/simulated-edge.journal.`,
 		Example: `  rackstrap simulate fleet --nodes 1000
+  rackstrap simulate fleet --nodes 1000 --protocols real
   rackstrap simulate fleet --nodes 10000 --rack-size 40 -o json
   rackstrap simulate fleet --nodes 1000 --data-dir /tmp/fleet --database postgres://rackstrap@127.0.0.1/rackstrap`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.nodes <= 0 || f.rackSize <= 0 {
 				return errors.New("--nodes and --rack-size must be positive")
+			}
+			switch f.protocols {
+			case "sim":
+			case "real":
+				if !cmd.Flags().Changed("workers") {
+					f.workers = 64 // serve's default: the real edge's steps hold sockets
+				}
+			default:
+				return fmt.Errorf("--protocols %q: give sim or real", f.protocols)
 			}
 			desired, err := model.ParseDesired(f.desired)
 			if err != nil {
@@ -110,6 +131,9 @@ simulated machines keep their state in DIR/simulated-edge.journal.`,
 					return fmt.Errorf("--cpuprofile: %w", err)
 				}
 				defer pprof.StopCPUProfile()
+			}
+			if f.protocols == "real" {
+				return runRealFleet(ctx, g, f, log, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			res, err := runFleet(ctx, f, desired, log, cmd.ErrOrStderr())
 			if err != nil {
@@ -142,6 +166,8 @@ simulated machines keep their state in DIR/simulated-edge.journal.`,
 	fl.StringVar(&f.logLevel, "log-level", "warn", "controller log level: debug, info, warn or error")
 	fl.BoolVar(&f.relaxed, "relaxed-sync", false, "SQLite: synchronous=NORMAL while declaring the machines (the run itself is always FULL)")
 	fl.StringVar(&f.desired, "desired", "ready", "what the machines are provisioned to: ready or handed-off")
+	fl.StringVar(&f.protocols, "protocols", "sim", "sim: the simulated edge (no sockets); real: Redfish BMC simulators driven by bmclib and hosts doing DHCP through a relay per rack, TFTP, HTTP and the agent's API, in a second process")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "nodes on their way to Ready at once (0: 16 per worker)")
 	return cmd
 }
 

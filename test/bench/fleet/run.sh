@@ -96,7 +96,8 @@ echo "| ---: | ---: | ---: | ---: | ---: | :---: | :---: |"
 printf '%s\n' "${rows[@]}"
 
 cache_rows=()
-for per in ${FLEET_CACHE_RACK_SIZES:-"10 40"}; do
+cache_sizes=${FLEET_CACHE_RACK_SIZES-10 40}
+for per in $cache_sizes; do
 	echo "bench-fleet: rack cache, 2 racks of $per real-protocol hosts..." >&2
 	log="$out/cache-$per.log"
 	if ! FLEET_CACHE_RACK_SIZE=$per go test -count=1 -run 'TestRackCacheBytes$' -v ./test/fleet >"$log" 2>&1; then
@@ -119,7 +120,8 @@ printf '%s\n' "${cache_rows[@]}"
 
 real_rows=()
 real_base_wall="" real_base_rss="" real_base_n=""
-for size in ${REALFLEET_SIZES-"25x40 250x40"}; do
+real_sizes=${REALFLEET_SIZES-25x40 250x40}
+for size in $real_sizes; do
 	racks=${size%x*} per=${size#*x}
 	echo "bench-fleet: real-protocol fleet, $racks racks of $per..." >&2
 	log="$out/realfleet-$size.log"
