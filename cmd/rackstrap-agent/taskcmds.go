@@ -76,7 +76,7 @@ func runTasks(ctx context.Context, d *deps, tf *taskFlags, server, session strin
 	}
 	switch {
 	case err == nil:
-		fmt.Fprintf(stdout, "no task for %v: done\n", tf.idleExit)
+		fmt.Fprintln(stdout, "no more tasks from the controller: done")
 		return nil
 	case errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil:
 		fmt.Fprintf(stdout, "stopped polling for tasks after --tasks-for %v\n", tf.tasksFor)

@@ -568,7 +568,7 @@ func (s *Server) nextTask(w http.ResponseWriter, r *http.Request) error {
 		wait = time.Duration(n) * time.Second
 	}
 	deadline := time.Now().Add(wait)
-	for {
+	for first := true; ; first = false {
 		added := s.db.TaskAdded(node) // before the read: a task added after it still wakes us
 		t, err := s.db.NextTask(r.Context(), node)
 		if err != nil {
@@ -576,6 +576,22 @@ func (s *Server) nextTask(w http.ResponseWriter, r *http.Request) error {
 		}
 		if t != nil {
 			return writeJSON(w, http.StatusOK, t)
+		}
+		if first {
+			// A node that is Ready or handed off gets no more agent tasks:
+			// its agent's session is over, and it should stop asking (a
+			// new boot brings a new session). Without this every Ready
+			// node's agent polls on, and a fleet's polls grow as its
+			// square.
+			st, err := s.db.NodeState(r.Context(), node)
+			if err != nil {
+				return err
+			}
+			if st == model.Ready || st == model.HandedOff {
+				return &httpError{http.StatusGone, Error{"session_done",
+					fmt.Sprintf("node %s is %s: the controller has no more tasks for this agent session", node, st),
+					"nothing to do: the agent stops; the node's next network boot brings a new session"}}
+			}
 		}
 		left := time.Until(deadline)
 		if left <= 0 {

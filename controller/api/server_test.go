@@ -322,6 +322,34 @@ func TestAgentTasks(t *testing.T) {
 	if got.Status != store.TaskDone || string(got.Result) != `{"sha256":"ab"}` || other.Status != store.TaskPending {
 		t.Errorf("tasks after report: mine %+v, other %+v", got, other)
 	}
+
+	// A long poll waits for the next task and is answered as soon as one
+	// is queued.
+	if code, body := call("GET", "/api/v1/agent/task?wait=31", reply.Session, ""); code != 400 || !strings.Contains(body, "0 to 30") {
+		t.Errorf("wait=31 = %d %s; want 400 naming the range", code, body)
+	}
+	start := time.Now()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		db.PutTask(ctx, store.Task{Key: "n1/burn-in/1", Node: "n1", Kind: "burn-in"}, "test")
+	}()
+	code, body = call("GET", "/api/v1/agent/task?wait=20", reply.Session, "")
+	if code != 200 || !strings.Contains(body, "n1/burn-in/1") {
+		t.Fatalf("long poll = %d %s; want the task queued while it waited", code, body)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("long poll answered after %v; want it woken when the task was queued", d)
+	}
+	call("POST", "/api/v1/agent/task/result", reply.Session, `{"key":"n1/burn-in/1","ok":true}`)
+
+	// A node that is Ready has no more tasks: its agent is told to stop.
+	n1, _ := db.GetNode(ctx, "n1")
+	if _, _, err := db.Apply(ctx, store.Change{Node: "n1", FromSeq: n1.Seq, To: model.Ready, Actor: "test", Action: "state.change"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call("GET", "/api/v1/agent/task?wait=20", reply.Session, ""); code != 410 || !strings.Contains(body, "session_done") {
+		t.Errorf("poll of a Ready node = %d %s; want 410 session_done", code, body)
+	}
 }
 
 func TestBMCCredentialsAreSealedAndNeverReturned(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/rackstrap/rackstrap/controller/model"
 )
 
 // Task statuses.
@@ -115,6 +117,16 @@ func (db *DB) NextTask(ctx context.Context, node string) (*Task, error) {
 		}
 		// Finished or taken since the read: read again.
 	}
+}
+
+// NodeState is the node's state alone: a cheap read for the agent's polls.
+func (db *DB) NodeState(ctx context.Context, node string) (model.State, error) {
+	var st model.State
+	err := db.read(ctx, `SELECT state FROM nodes WHERE name = ?`, node).Scan(&st)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("node %s: %w", node, ErrNotFound)
+	}
+	return st, err
 }
 
 // FinishTask records the agent's result. Only the node's own agent can

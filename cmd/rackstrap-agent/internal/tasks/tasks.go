@@ -3,7 +3,8 @@
 // reply, runs each with the handler for its kind, and reports the result:
 //
 //	GET  {server}/api/v1/agent/task?wait=S   Authorization: Bearer <session>
-//	     204: nothing yet; 200 {"key","node","kind","payload","status"}
+//	     204: nothing yet; 200 {"key","node","kind","payload","status"};
+//	     410: the node is Ready or handed off, no more tasks: stop
 //	POST {server}/api/v1/agent/task/result   {"key","ok","message","result"}
 //
 // The controller hands a task out again until its result is recorded (the
@@ -170,8 +171,13 @@ func (r *Runner) State() *State { return r.state }
 // check in again (with a new enrolment token) to get tasks.
 var ErrSession = errors.New("the controller refused the agent session")
 
+// ErrDone is the controller saying the session has no more tasks (410
+// Gone: the node is Ready or handed off); Run ends without error.
+var ErrDone = errors.New("the controller has no more tasks for this session")
+
 // Run polls and runs tasks until ctx ends (its error is returned), the
-// session is refused (ErrSession), or IdleExit passes without a task (nil).
+// session is refused (ErrSession), the controller has no more tasks for the
+// node (ErrDone: nil), or IdleExit passes without a task (nil).
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.cfg.Logger
 	wait := r.cfg.MinPoll
@@ -184,6 +190,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			return ctx.Err()
 		case errors.Is(err, ErrSession):
 			return err
+		case errors.Is(err, ErrDone):
+			log.Info("the controller has no more tasks for this node; stopping", "reason", err)
+			return nil
 		case err != nil:
 			log.Warn("task poll failed; retrying", "wait", wait, "err", err)
 		case t == nil:
@@ -322,6 +331,8 @@ func (r *Runner) next(ctx context.Context) (*Task, error) {
 		return nil, nil
 	case status == http.StatusUnauthorized:
 		return nil, fmt.Errorf("%w: %s", ErrSession, apiMessage(status, data))
+	case status == http.StatusGone:
+		return nil, fmt.Errorf("%w: %s", ErrDone, apiMessage(status, data))
 	case status != http.StatusOK:
 		return nil, errors.New(apiMessage(status, data))
 	}

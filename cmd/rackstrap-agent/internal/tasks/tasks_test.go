@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -160,6 +161,32 @@ func TestSessionRefused(t *testing.T) {
 	err := r.Run(context.Background())
 	if !errors.Is(err, ErrSession) || !strings.Contains(err.Error(), "check in again") {
 		t.Errorf("Run = %v, want ErrSession", err)
+	}
+}
+
+// 410 Gone (the node is Ready): the agent stops at once, without error,
+// rather than polling until its idle exit.
+func TestControllerSaysDone(t *testing.T) {
+	t.Parallel()
+	var polls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		polls.Add(1)
+		if r.URL.Query().Get("wait") != "20" {
+			t.Errorf("poll %s: want a long poll of 20 s", r.URL)
+		}
+		w.WriteHeader(http.StatusGone)
+		json.NewEncoder(w).Encode(map[string]string{"code": "session_done", "message": "node n1 is Ready: the controller has no more tasks for this agent session"})
+	}))
+	t.Cleanup(srv.Close)
+	r, err := New(Config{Server: srv.URL, Session: "s1", MinPoll: time.Millisecond, MaxPoll: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(context.Background()); err != nil {
+		t.Errorf("Run = %v; want nil once the controller says the node needs no more tasks", err)
+	}
+	if n := polls.Load(); n != 1 {
+		t.Errorf("%d polls; want 1", n)
 	}
 }
 
