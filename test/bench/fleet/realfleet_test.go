@@ -22,13 +22,7 @@ import (
 // TestMain is also the machines' process: the test starts this binary
 // again with realfleet.MachinesEnv set.
 func TestMain(m *testing.M) {
-	if os.Getenv(realfleet.MachinesEnv) != "" {
-		if err := realfleet.ServeMachines(os.Stdin, os.Stdout); err != nil {
-			os.Stderr.WriteString("machines: " + err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	realfleet.RunIfMachines()
 	os.Exit(m.Run())
 }
 

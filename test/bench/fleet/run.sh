@@ -44,6 +44,30 @@ if [ -n "${FLEET_DATABASE:-}" ]; then
 	db_args=(--database "$FLEET_DATABASE")
 fi
 
+# targets WHAT N WALL RSS READY BASE_N BASE_WALL BASE_RSS checks issue 11's
+# targets: every machine Ready; 10,000 in ≤ 600 s with ≤ 1 GiB (the
+# controller's peak RSS); ≤ 1.1× linear time and memory from the first size.
+# It sets ratio_t and ratio_m, and fail=1 on a miss.
+targets() {
+	local what=$1 n=$2 wall=$3 rss=$4 ready=$5 bn=$6 bw=$7 br=$8 scale
+	ratio_t=$(awk -v a="$wall" -v b="$bw" 'BEGIN{printf "%.1f", a/b}')
+	ratio_m=$(awk -v a="$rss" -v b="$br" 'BEGIN{printf "%.1f", a/b}')
+	scale=$(awk -v a="$n" -v b="$bn" 'BEGIN{print a/b}')
+	if awk -v r="$ratio_t" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}' || awk -v r="$ratio_m" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}'; then
+		echo "bench-fleet: MISSED linearity ($what): ${bn}→${n} took ${ratio_t}x time and ${ratio_m}x memory (target ≤ $(awk -v s="$scale" 'BEGIN{print 1.1*s}')x)" >&2
+		fail=1
+	fi
+	if [ "$ready" != "$n" ]; then
+		echo "bench-fleet: MISSED: only $ready of $n $what reached Ready" >&2
+		fail=1
+	fi
+	if [ "$n" -ge 10000 ]; then
+		if awk -v w="$wall" 'BEGIN{exit !(w > 600)}'; then echo "bench-fleet: MISSED: $n $what took ${wall}s (target ≤ 600 s)" >&2; fail=1; fi
+		if awk -v m="$rss" 'BEGIN{exit !(m > 1024)}'; then echo "bench-fleet: MISSED: $n $what: peak RSS ${rss} MiB (target ≤ 1024 MiB)" >&2; fail=1; fi
+	fi
+	return 0
+}
+
 field() { # field NAME FILE: a number from the run's JSON
 	sed -n "s/.*\"$1\": *\([0-9.]*\).*/\1/p" "$2" | head -1
 }
@@ -65,26 +89,8 @@ for n in $sizes; do
 		sed -n 's/.*Showing nodes accounting for [^,]*, \([0-9.]*\)% of .*/\1/p' | head -1)
 	sim=${sim:-0}
 	ctl=$(awk -v s="$sim" 'BEGIN{printf "%.1f", 100-s}')
-	ratio_t="1.0" ratio_m="1.0"
-	if [ -z "$base_n" ]; then
-		base_wall=$wall base_rss=$rss base_n=$n
-	else
-		ratio_t=$(awk -v a="$wall" -v b="$base_wall" 'BEGIN{printf "%.1f", a/b}')
-		ratio_m=$(awk -v a="$rss" -v b="$base_rss" 'BEGIN{printf "%.1f", a/b}')
-		scale=$(awk -v a="$n" -v b="$base_n" 'BEGIN{print a/b}')
-		if awk -v r="$ratio_t" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}' || awk -v r="$ratio_m" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}'; then
-			echo "bench-fleet: MISSED linearity: ${base_n}→${n} took ${ratio_t}x time and ${ratio_m}x memory (target ≤ $(awk -v s="$scale" 'BEGIN{print 1.1*s}')x)" >&2
-			fail=1
-		fi
-	fi
-	if [ "$ready" != "$n" ]; then
-		echo "bench-fleet: MISSED: only $ready of $n machines reached Ready" >&2
-		fail=1
-	fi
-	if [ "$n" -ge 10000 ]; then
-		if awk -v w="$wall" 'BEGIN{exit !(w > 600)}'; then echo "bench-fleet: MISSED: $n machines took ${wall}s (target ≤ 600 s)" >&2; fail=1; fi
-		if awk -v m="$rss" 'BEGIN{exit !(m > 1024)}'; then echo "bench-fleet: MISSED: peak RSS ${rss} MiB (target ≤ 1024 MiB)" >&2; fail=1; fi
-	fi
+	if [ -z "$base_n" ]; then base_wall=$wall base_rss=$rss base_n=$n; fi
+	targets "machines" "$n" "$wall" "$rss" "$ready" "$base_n" "$base_wall" "$base_rss"
 	rows+=("| $n | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | $(awk -v m="$rss" 'BEGIN{printf "%.0f MiB", m}') | $(awk -v c="$cpu" 'BEGIN{printf "%.1f s", c}') | ${ctl}% / ${sim}% | ${ratio_t}x / ${ratio_m}x |")
 done
 
@@ -135,26 +141,8 @@ for size in $real_sizes; do
 	line=$(grep -o 'realfleet: .*' "$log" | head -1)
 	val() { echo "$line" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 	n=$(val nodes) wall=$(val wall) cpu=$(val cpu) rss=$(val rssMiB) workers=$(val workers) simcpu=$(val simCpu) simrss=$(val simRssMiB) ready=$(val ready)
-	ratio_t="1.0" ratio_m="1.0"
-	if [ -z "$real_base_n" ]; then
-		real_base_wall=$wall real_base_rss=$rss real_base_n=$n
-	else
-		ratio_t=$(awk -v a="$wall" -v b="$real_base_wall" 'BEGIN{printf "%.1f", a/b}')
-		ratio_m=$(awk -v a="$rss" -v b="$real_base_rss" 'BEGIN{printf "%.1f", a/b}')
-		scale=$(awk -v a="$n" -v b="$real_base_n" 'BEGIN{print a/b}')
-		if awk -v r="$ratio_t" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}' || awk -v r="$ratio_m" -v s="$scale" 'BEGIN{exit !(r > 1.1*s)}'; then
-			echo "bench-fleet: MISSED linearity (real protocols): ${real_base_n}→${n} took ${ratio_t}x time and ${ratio_m}x controller memory (target ≤ $(awk -v s="$scale" 'BEGIN{print 1.1*s}')x)" >&2
-			fail=1
-		fi
-	fi
-	if [ "$ready" != "$n" ]; then
-		echo "bench-fleet: MISSED: only $ready of $n real-protocol machines reached Ready" >&2
-		fail=1
-	fi
-	if [ "$n" -ge 10000 ]; then
-		if awk -v w="$wall" 'BEGIN{exit !(w > 600)}'; then echo "bench-fleet: MISSED: $n real-protocol machines took ${wall}s (target ≤ 600 s)" >&2; fail=1; fi
-		if awk -v m="$rss" 'BEGIN{exit !(m > 1024)}'; then echo "bench-fleet: MISSED: controller peak RSS ${rss} MiB (target ≤ 1024 MiB)" >&2; fail=1; fi
-	fi
+	if [ -z "$real_base_n" ]; then real_base_wall=$wall real_base_rss=$rss real_base_n=$n; fi
+	targets "real-protocol machines" "$n" "$wall" "$rss" "$ready" "$real_base_n" "$real_base_wall" "$real_base_rss"
 	share=$(awk -v c="$cpu" -v s="$simcpu" 'BEGIN{printf "%.0f %% / %.0f %%", 100*c/(c+s), 100*s/(c+s)}')
 	real_rows+=("| $n ($racks × $per) | $workers | $(awk -v w="$wall" 'BEGIN{printf "%.1f s", w}') | $(awk -v n="$n" -v w="$wall" 'BEGIN{printf "%.1f", n/w}') | ${rss} MiB | $(awk -v c="$cpu" 'BEGIN{printf "%.0f s", c}') / $(awk -v c="$simcpu" 'BEGIN{printf "%.0f s", c}') ($share) | ${simrss} MiB | ${ratio_t}x / ${ratio_m}x |")
 done

@@ -242,6 +242,19 @@ type report struct {
 	PeakRSSMiB float64
 }
 
+// RunIfMachines makes a binary (a test's TestMain) double as the machines'
+// process: when MachinesEnv is set it serves the machines and exits.
+func RunIfMachines() {
+	if os.Getenv(MachinesEnv) == "" {
+		return
+	}
+	if err := ServeMachines(os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "machines:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 // ServeMachines is the machines' process: it reads its configuration from
 // MachinesEnv, starts every rack's BMCs and hosts, writes their BMCs to
 // out, and runs them until in closes; then it reports on out.
