@@ -17,6 +17,7 @@ func TestSlotsServeTheFurthestFirst(t *testing.T) {
 	}
 	order := make(chan string, 4)
 	start := func(name string, rank int) {
+		before := queued(s)
 		go func() {
 			if err := s.acquire(ctx, rank); err != nil {
 				t.Error(err)
@@ -24,7 +25,7 @@ func TestSlotsServeTheFurthestFirst(t *testing.T) {
 			}
 			order <- name
 		}()
-		waitQueued(t, s)
+		waitQueued(t, s, before+1)
 	}
 	start("new node", 0)
 	start("imaging node", 4)
@@ -33,8 +34,9 @@ func TestSlotsServeTheFurthestFirst(t *testing.T) {
 	// One that gives up while waiting.
 	cctx, cancel := context.WithCancel(ctx)
 	gaveUp := make(chan error, 1)
+	before := queued(s)
 	go func() { gaveUp <- s.acquire(cctx, 9) }()
-	waitQueued(t, s)
+	waitQueued(t, s, before+1)
 	cancel()
 	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled acquire = %v", err)
@@ -56,17 +58,18 @@ func TestSlotsServeTheFurthestFirst(t *testing.T) {
 	}
 }
 
-// waitQueued waits until one more waiter than before is queued.
-func waitQueued(t *testing.T, s *slots) {
-	t.Helper()
+// queued is how many waiters have ever queued.
+func queued(s *slots) uint64 {
 	s.mu.Lock()
-	want := s.seq + 1
-	s.mu.Unlock()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		s.mu.Lock()
-		seq := s.seq
-		s.mu.Unlock()
-		if seq >= want {
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// waitQueued waits until want waiters have ever queued.
+func waitQueued(t *testing.T, s *slots, want uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if queued(s) >= want {
 			return
 		}
 	}
