@@ -351,7 +351,8 @@ func newFirstbootCmd(d *deps) *cobra.Command {
 		Short: "On the installed OS's first boot: check in with the record the imaging left (--state), then run the controller's burn-in tasks",
 		Long: "Read the first-boot record (controller URL, one-time first-boot token, CA) that the netboot agent\n" +
 			"saved with the image, check in with phase firstboot, save the session in the record in place of\n" +
-			"the spent token, then run the controller's tasks (burn-in) until none comes for --idle-exit.\n" +
+			"the spent token, then run the controller's tasks (burn-in) until the controller says the node\n" +
+			"needs no more (it is Ready or handed off) or none comes for --idle-exit.\n" +
 			"Run again after a reboot, it carries on with the saved session.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
