@@ -175,6 +175,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(*Controll
 	}
 	hs := &http.Server{Handler: apiSrv, ReadHeaderTimeout: 10 * time.Second}
 	services = append([]service{{name: "api", serve: func(ctx context.Context) error {
+		// Requests end with the service: agents' long polls (up to 30 s)
+		// answer at once when the controller stops.
+		hs.BaseContext = func(net.Listener) context.Context { return ctx }
 		go func() {
 			<-ctx.Done()
 			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)

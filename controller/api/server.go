@@ -603,8 +603,10 @@ func (s *Server) nextTask(w http.ResponseWriter, r *http.Request) error {
 		case <-added:
 		case <-timer.C:
 		case <-r.Context().Done():
+			// The agent went away, or the controller is stopping (the
+			// server's base context): an agent still there retries.
 			timer.Stop()
-			return nil // the agent went away; nobody reads an answer
+			return &httpError{http.StatusServiceUnavailable, Error{"stopping", "the controller is stopping or the request was cancelled", "poll again"}}
 		}
 		timer.Stop()
 	}
