@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,27 +53,39 @@ func (c *policyClock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
 // startPolicyController runs cfg until the test ends.
 func startPolicyController(t *testing.T, cfg controller.Config) *controller.Controller {
 	t.Helper()
+	c, _ := runController(t, cfg)
+	return c
+}
+
+// runController runs cfg until stop is called or the test ends; stop
+// waits for the controller to return and fails the test on its error.
+func runController(t *testing.T, cfg controller.Config) (c *controller.Controller, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *controller.Controller, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- controller.Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(c *controller.Controller) { ready <- c })
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
-	case c := <-ready:
-		return c
+	case c = <-ready:
+		return c, stop
 	case err := <-done:
 		t.Fatalf("controller stopped: %v", err)
 	case <-time.After(120 * time.Second):
 		t.Fatal("controller did not start")
 	}
-	return nil
+	return nil, stop
 }
 
 func policyGetJSON(t *testing.T, url string, out any) {
