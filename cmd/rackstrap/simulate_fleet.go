@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +24,7 @@ import (
 	"github.com/rackstrap/rackstrap/controller/model"
 	"github.com/rackstrap/rackstrap/controller/simedge"
 	"github.com/rackstrap/rackstrap/controller/store"
+	"github.com/rackstrap/rackstrap/test/fleet/realfleet"
 )
 
 // fleetRun is what one `simulate fleet` run measured.
@@ -225,7 +224,7 @@ func runFleet(ctx context.Context, f fleetFlags, desired model.Desired, log *slo
 	}
 	runCtx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	cpu0 := cpuSeconds()
+	cpu0 := realfleet.CPUTime()
 	start := time.Now()
 	var (
 		mu       sync.Mutex
@@ -280,8 +279,8 @@ func runFleet(ctx context.Context, f fleetFlags, desired model.Desired, log *slo
 	}
 	res.WallSeconds = wall.Seconds()
 	res.NodesPerSec = float64(f.nodes) / wall.Seconds()
-	res.CPUSeconds = cpuSeconds() - cpu0
-	res.PeakRSSMiB = peakRSSMiB()
+	res.CPUSeconds = (realfleet.CPUTime() - cpu0).Seconds()
+	res.PeakRSSMiB = realfleet.PeakRSSMiB()
 	res.Ready, res.Failed, res.Quarantined = final[model.Ready]+final[model.HandedOff], final[model.Failed], final[model.Quarantined]
 	effects, err := simedge.ReadJournal(journal)
 	if err != nil {
@@ -300,29 +299,4 @@ func stateLine(counts map[model.State]int) string {
 		}
 	}
 	return strings.TrimSpace(b.String())
-}
-
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-// peakRSSMiB reads the process's high-water resident set (VmHWM).
-func peakRSSMiB() float64 {
-	fh, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -569,47 +569,57 @@ func (s *Server) nextTask(w http.ResponseWriter, r *http.Request) error {
 	}
 	deadline := time.Now().Add(wait)
 	for first := true; ; first = false {
-		added := s.db.TaskAdded(node) // before the read: a task added after it still wakes us
-		t, err := s.db.NextTask(r.Context(), node)
-		if err != nil {
+		if done, err := s.pollOnce(w, r, node, first, deadline); done || err != nil {
 			return err
 		}
-		if t != nil {
-			return writeJSON(w, http.StatusOK, t)
-		}
-		if first {
-			// A node that is Ready or handed off gets no more agent tasks:
-			// its agent's session is over, and it should stop asking (a
-			// new boot brings a new session). Without this every Ready
-			// node's agent polls on, and a fleet's polls grow as its
-			// square.
-			st, err := s.db.NodeState(r.Context(), node)
-			if err != nil {
-				return err
-			}
-			if st == model.Ready || st == model.HandedOff {
-				return &httpError{http.StatusGone, Error{"session_done",
-					fmt.Sprintf("node %s is %s: the controller has no more tasks for this agent session", node, st),
-					"nothing to do: the agent stops; the node's next network boot brings a new session"}}
-			}
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		}
-		timer := time.NewTimer(min(left, taskRecheck))
-		select {
-		case <-added:
-		case <-timer.C:
-		case <-r.Context().Done():
-			// The agent went away, or the controller is stopping (the
-			// server's base context): an agent still there retries.
-			timer.Stop()
-			return &httpError{http.StatusServiceUnavailable, Error{"stopping", "the controller is stopping or the request was cancelled", "poll again"}}
-		}
-		timer.Stop()
 	}
+}
+
+// pollOnce answers an agent's poll (done) with its next task, with 410
+// when its node needs no more (checked on the first round), or with 204
+// when the wait is over; else it waits for a task to be queued, the next
+// re-read, or the request's end.
+func (s *Server) pollOnce(w http.ResponseWriter, r *http.Request, node string, first bool, deadline time.Time) (done bool, err error) {
+	added, stop := s.db.TaskAdded(node) // before the read: a task added after it still wakes us
+	defer stop()
+	t, err := s.db.NextTask(r.Context(), node)
+	switch {
+	case err != nil:
+		return true, err
+	case t != nil:
+		return true, writeJSON(w, http.StatusOK, t)
+	}
+	if first {
+		// A node that is Ready or handed off gets no more agent tasks: its
+		// agent's session is over, and it should stop asking (a new boot
+		// brings a new session). Without this every Ready node's agent
+		// polls on, and a fleet's polls grow as its square.
+		st, err := s.db.NodeState(r.Context(), node)
+		if err != nil {
+			return true, err
+		}
+		if st == model.Ready || st == model.HandedOff {
+			return true, &httpError{http.StatusGone, Error{"session_done",
+				fmt.Sprintf("node %s is %s: the controller has no more tasks for this agent session", node, st),
+				"nothing to do: the agent stops; the node's next network boot brings a new session"}}
+		}
+	}
+	left := time.Until(deadline)
+	if left <= 0 {
+		w.WriteHeader(http.StatusNoContent)
+		return true, nil
+	}
+	timer := time.NewTimer(min(left, taskRecheck))
+	defer timer.Stop()
+	select {
+	case <-added:
+	case <-timer.C:
+	case <-r.Context().Done():
+		// The agent went away, or the controller is stopping (the server's
+		// base context): an agent still there retries.
+		return true, &httpError{http.StatusServiceUnavailable, Error{"stopping", "the controller is stopping or the request was cancelled", "poll again"}}
+	}
+	return false, nil
 }
 
 // TaskResult is what an agent reports when a task ends.

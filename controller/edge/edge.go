@@ -254,17 +254,17 @@ func (e *Edge) checkIn(ctx context.Context, n model.Node, phase lifecycle.Phase)
 		return nil, err
 	}
 	for {
-		woken := e.db.CheckedIn(n.Name) // before the read: a check-in after it still wakes us
+		woken, stop := e.db.CheckedIn(n.Name) // before the read: a check-in after it still wakes us
 		c, err := e.db.LatestCheckIn(ctx, n.Name, string(phase), since)
 		if err != nil || c != nil {
+			stop()
 			return c, err
 		}
-		select {
-		case <-ctx.Done():
+		err = e.sleep(ctx, woken)
+		stop()
+		if err != nil {
 			return nil, classed(model.ClassCheckinTimeout, "%s: no %s check-in from the agent since %s: check the node's console (PXE, iPXE script, agent start)",
 				n.Name, phase, since.Format(time.TimeOnly))
-		case <-woken:
-		case <-time.After(e.cfg.Poll):
 		}
 	}
 }
@@ -401,21 +401,32 @@ func (e *Edge) BurnIn(ctx context.Context, n model.Node, key string) (json.RawMe
 
 func (e *Edge) waitTask(ctx context.Context, key string) (store.Task, error) {
 	for {
-		woken := e.db.TaskFinished(key) // before the read: a result after it still wakes us
+		woken, stop := e.db.TaskFinished(key) // before the read: a result after it still wakes us
 		t, err := e.db.GetTask(ctx, key)
-		if err != nil {
+		if err != nil || t.Status == store.TaskDone || t.Status == store.TaskFailed {
+			stop()
 			return t, err
 		}
-		if t.Status == store.TaskDone || t.Status == store.TaskFailed {
-			return t, nil
-		}
-		select {
-		case <-ctx.Done():
-			return t, fmt.Errorf("task %s still %s: %w", key, t.Status, ctx.Err())
-		case <-woken:
-		case <-time.After(e.cfg.Poll):
+		err = e.sleep(ctx, woken)
+		stop()
+		if err != nil {
+			return t, fmt.Errorf("task %s still %s: %w", key, t.Status, err)
 		}
 	}
+}
+
+// sleep waits for woken (this process recorded what is awaited) or Poll
+// (another controller may have), whichever comes first, or ctx's end.
+func (e *Edge) sleep(ctx context.Context, woken <-chan struct{}) error {
+	t := time.NewTimer(e.cfg.Poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-woken:
+	case <-t.C:
+	}
+	return nil
 }
 
 // HandOff registers the node with the site's cluster, with the hardware

@@ -95,7 +95,7 @@ func (db *DB) RecordCheckIn(ctx context.Context, token, phase, agentVersion stri
 	if err != nil {
 		return "", err
 	}
-	db.wakes.wake("checked-in\x00" + node)
+	db.wakes.wake(checkedInKey(node))
 	return node, nil
 }
 

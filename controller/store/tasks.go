@@ -50,7 +50,7 @@ func (db *DB) PutTask(ctx context.Context, t Task, actor string) (bool, error) {
 			Detail: map[string]any{"key": t.Key, "kind": t.Kind}})
 	})
 	if err == nil && created {
-		db.wakes.wake("task-added\x00" + t.Node)
+		db.wakes.wake(taskAddedKey(t.Node))
 	}
 	return created, err
 }
@@ -99,19 +99,11 @@ func (db *DB) NextTask(ctx context.Context, node string) (*Task, error) {
 		if t.Status == TaskTaken {
 			return &t, nil
 		}
-		var taken int64
-		err = db.tx(ctx, func(tx *sql.Tx) error {
-			res, err := tx.ExecContext(ctx, db.q(`UPDATE agent_tasks SET status = ?, updated_at = ? WHERE idem_key = ? AND status = ?`), TaskTaken, micros(db.now()), t.Key, TaskPending)
-			if err != nil {
-				return err
-			}
-			taken, err = res.RowsAffected()
-			return err
-		})
+		res, err := db.w.ExecContext(ctx, db.q(`UPDATE agent_tasks SET status = ?, updated_at = ? WHERE idem_key = ? AND status = ?`), TaskTaken, micros(db.now()), t.Key, TaskPending)
 		if err != nil {
 			return nil, fmt.Errorf("next task of %s: %w", node, err)
 		}
-		if taken == 1 {
+		if n, _ := res.RowsAffected(); n == 1 {
 			t.Status = TaskTaken
 			return &t, nil
 		}
@@ -156,7 +148,7 @@ func (db *DB) FinishTask(ctx context.Context, node, key string, ok bool, result 
 			Detail: map[string]any{"key": key, "message": message}})
 	})
 	if err == nil {
-		db.wakes.wake("task-finished\x00" + key)
+		db.wakes.wake(taskFinishedKey(key))
 	}
 	return err
 }

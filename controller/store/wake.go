@@ -15,48 +15,75 @@ import (
 // store now and then.
 type waiters struct {
 	mu sync.Mutex
-	m  map[string]chan struct{}
+	m  map[string]*waitEntry
 }
 
-// wait returns a channel closed at the next wake of key. Take it before
-// reading the store, so that a change between the read and the wait is not
-// missed.
-func (w *waiters) wait(key string) <-chan struct{} {
+// waitEntry is one key's channel and how many waiters hold it: the entry
+// goes when it is woken or its last waiter stops, so keys nobody wakes
+// again (a finished task's) do not pile up.
+type waitEntry struct {
+	ch chan struct{}
+	n  int
+}
+
+// wait returns a channel closed at the next wake of key, and stop, which
+// the waiter calls when it no longer waits. Take it before reading the
+// store, so that a change between the read and the wait is not missed.
+func (w *waiters) wait(key string) (<-chan struct{}, func()) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m = map[string]chan struct{}{}
+		w.m = map[string]*waitEntry{}
 	}
-	ch, ok := w.m[key]
-	if !ok {
-		ch = make(chan struct{})
-		w.m[key] = ch
+	e := w.m[key]
+	if e == nil {
+		e = &waitEntry{ch: make(chan struct{})}
+		w.m[key] = e
 	}
-	return ch
+	e.n++
+	var once sync.Once
+	return e.ch, func() {
+		once.Do(func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if e.n--; e.n == 0 && w.m[key] == e {
+				delete(w.m, key)
+			}
+		})
+	}
 }
 
 func (w *waiters) wake(key string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if ch, ok := w.m[key]; ok {
-		close(ch)
+	if e, ok := w.m[key]; ok {
+		close(e.ch)
 		delete(w.m, key)
 	}
 }
 
+// The keys waiters wait on.
+func taskAddedKey(node string) string   { return "task-added\x00" + node }
+func taskFinishedKey(key string) string { return "task-finished\x00" + key }
+func checkedInKey(node string) string   { return "checked-in\x00" + node }
+
 // TaskAdded returns a channel closed when this process next adds a task
-// for node (PutTask).
-func (db *DB) TaskAdded(node string) <-chan struct{} { return db.wakes.wait("task-added\x00" + node) }
+// for node (PutTask), and stop, to call once no longer waiting.
+func (db *DB) TaskAdded(node string) (<-chan struct{}, func()) {
+	return db.wakes.wait(taskAddedKey(node))
+}
 
 // TaskFinished returns a channel closed when this process next records
-// the result of the task with key (FinishTask).
-func (db *DB) TaskFinished(key string) <-chan struct{} {
-	return db.wakes.wait("task-finished\x00" + key)
+// the result of the task with key (FinishTask), and stop.
+func (db *DB) TaskFinished(key string) (<-chan struct{}, func()) {
+	return db.wakes.wait(taskFinishedKey(key))
 }
 
 // CheckedIn returns a channel closed when this process next records a
-// check-in of node (RecordCheckIn).
-func (db *DB) CheckedIn(node string) <-chan struct{} { return db.wakes.wait("checked-in\x00" + node) }
+// check-in of node (RecordCheckIn), and stop.
+func (db *DB) CheckedIn(node string) (<-chan struct{}, func()) {
+	return db.wakes.wait(checkedInKey(node))
+}
 
 // readStmts caches prepared statements of the SQLite readers' pool for
 // the reads every waiting agent and node repeats (its session, its next

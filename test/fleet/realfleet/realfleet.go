@@ -100,8 +100,10 @@ func RackName(r int) string { return fmt.Sprintf("rf%03d", r+1) }
 // returns an error when the run could not be made; machines that did not
 // reach Ready are in Result.States.
 func Run(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Racks < 1 || cfg.Racks > 250*64 || cfg.PerRack < 1 || cfg.PerRack > 240 {
-		return Result{}, fmt.Errorf("realfleet: %d racks of %d: give 1 to %d racks of 1 to 240 machines", cfg.Racks, cfg.PerRack, 250*64)
+	// A rack's /24 leases 241 addresses; the relays fill 127.100-103.x.1
+	// and the BMCs count up from 127.200.0.1.
+	if cfg.Racks < 1 || cfg.Racks > 1000 || cfg.PerRack < 1 || cfg.PerRack > 240 {
+		return Result{}, fmt.Errorf("%d racks of %d machines: the simulated fleet has 1 to 1000 racks of 1 to 240 machines", cfg.Racks, cfg.PerRack)
 	}
 	if cfg.Machines == nil {
 		return Result{}, errors.New("realfleet: no command to start the machines' process")
