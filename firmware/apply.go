@@ -432,6 +432,10 @@ func (a *applier) wait(ctx context.Context, task string) error {
 		case <-ctx.Done():
 			return wrapBMC(a.op+": wait for task", a.ep, ctx.Err())
 		case <-tctx.Done():
+			if ctx.Err() != nil {
+				// tctx ends with its parent too: the caller's deadline, not the task's
+				return wrapBMC(a.op+": wait for task", a.ep, ctx.Err())
+			}
 			state := "never answered"
 			if last.TaskState != "" {
 				state = fmt.Sprintf("was %s at %.0f%%", last.TaskState, float64(last.PercentComplete))
